@@ -1,0 +1,1 @@
+"""Pure domain values: events, expected versions, conditions. No I/O."""

@@ -1,0 +1,278 @@
+"""The in-memory backend: for tests and experiments. Nothing survives the process.
+
+It is also the reference for the semantics the other backends must match.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from kronika.domain.events import (
+    ANY,
+    AppendCondition,
+    AppendResult,
+    MultiAppendResult,
+    RecordedEvent,
+    StreamInfo,
+    StreamState,
+)
+from kronika.errors import ConditionFailed, StreamNotFound
+from kronika.store.base import (
+    GlobalFilter,
+    PreparedAppend,
+    StoreBase,
+    check_stream_expectation,
+    decode_json,
+    resolve_retry,
+)
+from kronika.store.options import parse_options
+
+__all__ = ["MemoryEventStore"]
+
+
+@dataclass
+class _Stream:
+    version: int | None = None
+    state: StreamState = StreamState.ACTIVE
+    truncated_before: int = 0
+    max_age: float | None = None
+    max_count: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    events: list[RecordedEvent] = field(default_factory=list)
+
+
+@dataclass
+class _Log:
+    """One process-wide log shared by every store opened on the same ``memory://name``."""
+
+    events: dict[int, tuple[str, RecordedEvent]] = field(default_factory=dict)
+    """position -> (namespace, event)"""
+    streams: dict[tuple[str, str], _Stream] = field(default_factory=dict)
+    ids: dict[tuple[str, UUID], int] = field(default_factory=dict)
+    last_position: int = 0
+
+
+_LOGS: dict[str, _Log] = {}
+
+
+class MemoryEventStore(StoreBase):
+    """An event store held in a Python dict. ``memory://`` is private to the store object;
+    ``memory://NAME`` is shared by every store in the process opened with the same name."""
+
+    engine = "memory"
+
+    def __init__(self, *, name: str = "", namespace: str = "default") -> None:
+        super().__init__(namespace=namespace)
+        self._name = name
+        self._log = _LOGS.setdefault(name, _Log()) if name else _Log()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryEventStore:
+        """Build from ``memory://`` or ``memory://NAME`` plus options (``namespace``)."""
+        rest, opts = parse_options(url, options, allowed={"namespace": str})
+        name = rest.removeprefix("memory://").strip("/")
+        return cls(name=name, **opts)
+
+    async def _open(self) -> None:
+        pass
+
+    async def _close(self) -> None:
+        pass
+
+    # -- writes -----------------------------------------------------------------------
+
+    def _stream(self, name: str) -> _Stream | None:
+        return self._log.streams.get((self.namespace, name))
+
+    def _existing(self, append: PreparedAppend) -> list[RecordedEvent]:
+        found = (self._log.ids.get((self.namespace, e.id)) for e in append.events)
+        return [self._log.events[p][1] for p in found if p is not None]
+
+    def _own_events(self, from_position: int) -> Iterator[RecordedEvent]:
+        for position in range(max(from_position, 1), self._log.last_position + 1):
+            entry = self._log.events.get(position)
+            if entry is not None and entry[0] == self.namespace:
+                yield entry[1]
+
+    def _verify_condition(self, condition: AppendCondition | None) -> None:
+        if condition is None:
+            return
+        for event in self._own_events(condition.after + 1):
+            if condition.matches(event.type, event.tags):
+                raise ConditionFailed(
+                    f"event {event.id} ({event.type}) at position {event.position} matches the condition",
+                    position=event.position,
+                )
+
+    async def _append(
+        self, appends: list[PreparedAppend], condition: AppendCondition | None
+    ) -> MultiAppendResult:
+        results: dict[str, AppendResult] = {}
+        retried = [resolve_retry(a, self._existing(a)) for a in appends]
+        if all(r is not None for r in retried) and any(a.events for a in appends):
+            for append, result in zip(appends, retried, strict=True):
+                assert result is not None
+                results[append.stream] = result
+            return MultiAppendResult(streams=results, position=max(r.position for r in results.values()))
+        for append in appends:
+            stream = self._stream(append.stream)
+            check_stream_expectation(
+                append.stream, append.expected, stream.version if stream else None,
+                stream.state if stream else None,
+            )
+        self._verify_condition(condition)
+        position = 0
+        for append in appends:
+            results[append.stream] = self._write(append)
+            position = max(position, results[append.stream].position if append.events else 0)
+        if position:
+            self._notifier.notify()
+        return MultiAppendResult(streams=results, position=position)
+
+    def _write(self, append: PreparedAppend) -> AppendResult:
+        key = (self.namespace, append.stream)
+        stream = self._log.streams.get(key)
+        if not append.events:
+            version = stream.version if stream and stream.state is StreamState.ACTIVE else None
+            last = stream.events[-1].position if stream and stream.events else 0
+            return AppendResult(-1 if version is None else version, last)
+        if stream is None:
+            stream = self._log.streams[key] = _Stream()
+        if stream.state is StreamState.DELETED:
+            stream.state = StreamState.ACTIVE
+        now = datetime.now(UTC)
+        version = -1 if stream.version is None else stream.version
+        for event in append.events:
+            version += 1
+            self._log.last_position += 1
+            recorded = RecordedEvent(
+                id=event.id,
+                stream=append.stream,
+                version=version,
+                position=self._log.last_position,
+                type=event.type,
+                data=decode_json(event.data),
+                metadata=decode_json(event.metadata),
+                tags=event.tags,
+                recorded_at=now,
+            )
+            self._log.events[recorded.position] = (self.namespace, recorded)
+            self._log.ids[(self.namespace, event.id)] = recorded.position
+            stream.events.append(recorded)
+        stream.version = version
+        return AppendResult(version, self._log.last_position)
+
+    def _forget(self, stream: _Stream, before_version: int) -> None:
+        if before_version < 0:
+            return
+        keep: list[RecordedEvent] = []
+        for event in stream.events:
+            if event.version < before_version:
+                del self._log.events[event.position]
+                del self._log.ids[(self.namespace, event.id)]
+            else:
+                keep.append(event)
+        stream.events = keep
+        stream.truncated_before = max(stream.truncated_before, before_version)
+
+    async def _delete_stream(self, stream: str, *, hard: bool) -> None:
+        found = self._stream(stream)
+        if found is None:
+            if not hard:
+                raise StreamNotFound(stream)
+            found = self._log.streams[(self.namespace, stream)] = _Stream()
+        check_stream_expectation(stream, ANY, found.version, found.state)
+        self._forget(found, -1 if found.version is None else found.version + 1)
+        found.state = StreamState.TOMBSTONED if hard else StreamState.DELETED
+
+    async def _truncate_stream(self, stream: str, before_version: int) -> None:
+        found = self._require(stream)
+        self._forget(found, before_version)
+
+    async def _set_stream_metadata(
+        self, stream: str, max_age: float | None, max_count: int | None, metadata: dict[str, Any]
+    ) -> StreamInfo:
+        found = self._stream(stream)
+        if found is None:
+            found = self._log.streams[(self.namespace, stream)] = _Stream()
+        check_stream_expectation(stream, ANY, found.version, found.state)
+        found.max_age, found.max_count, found.metadata = max_age, max_count, metadata
+        return self._info(stream, found)
+
+    def _require(self, stream: str) -> _Stream:
+        found = self._stream(stream)
+        if found is None:
+            raise StreamNotFound(stream)
+        check_stream_expectation(stream, ANY, found.version, found.state)
+        return found
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def _read_stream(
+        self, stream: str, from_version: int | None, backwards: bool, limit: int | None
+    ) -> list[RecordedEvent]:
+        found = self._stream(stream)
+        if found is None:
+            return []
+        check_stream_expectation(stream, ANY, found.version, found.state)
+        events = visible_events(found.events, found.max_age, found.max_count)
+        if backwards:
+            start = found.version if from_version is None else from_version
+            selected = [e for e in reversed(events) if start is not None and e.version <= start]
+        else:
+            selected = [e for e in events if e.version >= (from_version or 0)]
+        return selected[:limit] if limit is not None else selected
+
+    async def _read_all(
+        self, from_position: int, limit: int | None, filters: GlobalFilter
+    ) -> list[RecordedEvent]:
+        result: list[RecordedEvent] = []
+        for event in self._own_events(from_position):
+            if filters.matches(event):
+                result.append(event)
+                if limit is not None and len(result) >= limit:
+                    break
+        return result
+
+    async def _head_position(self) -> int:
+        for position in range(self._log.last_position, 0, -1):
+            entry = self._log.events.get(position)
+            if entry is not None and entry[0] == self.namespace:
+                return position
+        return 0
+
+    async def _stream_info(self, stream: str) -> StreamInfo:
+        found = self._stream(stream)
+        if found is None:
+            raise StreamNotFound(stream)
+        return self._info(stream, found)
+
+    @staticmethod
+    def _info(name: str, stream: _Stream) -> StreamInfo:
+        return StreamInfo(
+            stream=name,
+            version=stream.version,
+            state=stream.state,
+            truncated_before=stream.truncated_before,
+            max_age=stream.max_age,
+            max_count=stream.max_count,
+            metadata=dict(stream.metadata),
+        )
+
+
+def visible_events(
+    events: list[RecordedEvent], max_age: float | None, max_count: int | None
+) -> list[RecordedEvent]:
+    """Apply a stream's ``max_age`` and ``max_count`` to its events (oldest first)."""
+    if max_count is not None:
+        events = events[-max_count:] if max_count else []
+    if max_age is not None:
+        cutoff = time.time() - max_age
+        events = [e for e in events if e.recorded_at.timestamp() >= cutoff]
+    return events
+
