@@ -24,6 +24,7 @@ from kronika.domain.events import (
 from kronika.errors import ConditionFailed, StreamNotFound
 from kronika.store.base import (
     GlobalFilter,
+    Notifier,
     PreparedAppend,
     StoreBase,
     check_stream_expectation,
@@ -55,6 +56,8 @@ class _Log:
     streams: dict[tuple[str, str], _Stream] = field(default_factory=dict)
     ids: dict[tuple[str, UUID], int] = field(default_factory=dict)
     last_position: int = 0
+    notifier: Notifier = field(default_factory=Notifier)
+    """Wakes the subscriptions of every store object on this log."""
 
 
 _LOGS: dict[str, _Log] = {}
@@ -70,6 +73,7 @@ class MemoryEventStore(StoreBase):
         super().__init__(namespace=namespace)
         self._name = name
         self._log = _LOGS.setdefault(name, _Log()) if name else _Log()
+        self._notifier = self._log.notifier
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryEventStore:

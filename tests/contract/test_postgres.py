@@ -1,0 +1,17 @@
+"""The conformance suite on the PostgreSQL backend (each test in a schema of its own)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kronika.testing.contract import EventStoreContract
+
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgresStore(EventStoreContract):
+    concurrency_events = 20_000
+
+    @pytest.fixture
+    def store_url(self, postgres_url: str) -> str:
+        return postgres_url

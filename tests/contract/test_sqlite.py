@@ -1,0 +1,15 @@
+"""The conformance suite on the SQLite backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from kronika.testing.contract import EventStoreContract
+
+
+class TestSQLiteStore(EventStoreContract):
+    concurrency_events = 20_000
+
+    @pytest.fixture
+    def store_url(self, sqlite_url: str) -> str:
+        return sqlite_url
