@@ -5,6 +5,7 @@
                            expected_version=kronika.NO_STREAM)
 """
 
+from kronika.domain.context import Causation, caused_by, current_causation
 from kronika.domain.events import (
     ANY,
     NO_STREAM,
@@ -48,6 +49,7 @@ __all__ = [
     "STREAM_EXISTS",
     "AppendCondition",
     "AppendResult",
+    "Causation",
     "ConcurrencyError",
     "ConditionFailed",
     "ConfigurationError",
@@ -73,6 +75,8 @@ __all__ = [
     "Unavailable",
     "ValidationError",
     "__version__",
+    "caused_by",
     "category_of",
+    "current_causation",
     "open_store",
 ]

@@ -18,6 +18,7 @@ from typing import Any, Self
 import orjson
 
 from kronika.domain import names
+from kronika.domain.context import CAUSATION_ID, CORRELATION_ID, current_causation
 from kronika.domain.events import (
     ANY,
     AppendCondition,
@@ -40,6 +41,7 @@ from kronika.errors import (
     StreamDeleted,
     ValidationError,
 )
+from kronika.store.migrations import Migration, SchemaStatus, status_of
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -116,9 +118,20 @@ class GlobalFilter:
         return self.types is None and self.categories is None and self.tags is None
 
 
+def _stamp(event: NewEvent) -> dict[str, Any]:
+    """The event's metadata with correlation and causation ids filled in (see domain.context)."""
+    metadata = dict(event.metadata) if event.metadata else {}
+    if CORRELATION_ID not in metadata or CAUSATION_ID not in metadata:
+        causation = current_causation()
+        own = str(event.event_id)
+        metadata.setdefault(CORRELATION_ID, causation.correlation_id if causation else own)
+        metadata.setdefault(CAUSATION_ID, causation.causation_id if causation else own)
+    return metadata
+
+
 def _encode_event(event: NewEvent, field: str) -> EncodedEvent:
-    metadata = event.metadata or {}
-    correlation = metadata.get("correlation_id")
+    metadata = _stamp(event)
+    correlation = metadata.get(CORRELATION_ID)
     return EncodedEvent(
         id=event.event_id,
         type=event.type,
@@ -261,6 +274,14 @@ class StoreBase(abc.ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    async def schema_status(self) -> SchemaStatus:
+        """How the database's schema compares with this code; works before ``open()``."""
+        return status_of(0, ())
+
+    async def migrate(self) -> list[Migration]:
+        """Apply pending schema migrations and return them; works before ``open()``."""
+        return []
 
     def _check_open(self) -> None:
         if not self._opened:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from kronika.domain.context import caused_by
 from kronika.domain.events import (
     ANY,
     NO_STREAM,
@@ -129,16 +130,24 @@ class EventStoreContract:
         assert got.category == "order"
         assert got.type == "OrderPlaced"
         assert got.data == new.data
-        assert got.metadata == {"correlation_id": "c-1", "user": "ann"}
+        assert got.metadata == {"correlation_id": "c-1", "causation_id": str(new.id), "user": "ann"}
         assert got.tags == ("customer:7", "region:eu")
         assert got.recorded_at.tzinfo is not None
         assert got.version == 0
 
-    async def test_metadata_defaults_to_an_empty_object(self, store: EventStore) -> None:
-        await store.append("s-1", [ev()])
+    async def test_a_root_event_is_its_own_cause(self, store: EventStore) -> None:
+        event = ev()
+        await store.append("s-1", [event])
         [got] = await store.read_stream("s-1")
-        assert got.metadata == {}
+        assert got.metadata == {"correlation_id": str(event.id), "causation_id": str(event.id)}
         assert got.tags == ()
+
+    async def test_events_inherit_correlation_and_causation(self, store: EventStore) -> None:
+        with caused_by("command-1", correlation_id="conversation-9"):
+            await store.append("s-1", [ev(), ev(metadata={"causation_id": "explicit"})])
+        first, second = await store.read_stream("s-1")
+        assert first.metadata == {"correlation_id": "conversation-9", "causation_id": "command-1"}
+        assert second.metadata == {"correlation_id": "conversation-9", "causation_id": "explicit"}
 
     async def test_exact_expected_version_is_checked(self, store: EventStore) -> None:
         await store.append("s-1", [ev(), ev()], expected_version=NO_STREAM)
