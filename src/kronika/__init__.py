@@ -45,8 +45,6 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ANY",
-    "NO_STREAM",
-    "STREAM_EXISTS",
     "AppendCondition",
     "AppendResult",
     "Causation",
@@ -60,10 +58,12 @@ __all__ = [
     "Forbidden",
     "KronikaError",
     "MultiAppendResult",
+    "NO_STREAM",
     "NewEvent",
     "NotFound",
     "RateLimited",
     "RecordedEvent",
+    "STREAM_EXISTS",
     "SchemaError",
     "StoreClosed",
     "StreamAppend",
@@ -75,8 +75,8 @@ __all__ = [
     "Unavailable",
     "ValidationError",
     "__version__",
-    "caused_by",
     "category_of",
+    "caused_by",
     "current_causation",
     "open_store",
 ]

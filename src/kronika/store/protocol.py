@@ -19,6 +19,7 @@ from kronika.domain.events import (
     StreamAppend,
     StreamInfo,
 )
+from kronika.store.migrations import Migration, SchemaStatus
 
 __all__ = ["EventStore"]
 
@@ -42,6 +43,14 @@ class EventStore(Protocol):
 
     async def close(self) -> None:
         """Release connections and threads; pending subscriptions end."""
+
+    async def schema_status(self) -> SchemaStatus:
+        """How the database's schema compares with this code; works before ``open()``."""
+        ...
+
+    async def migrate(self) -> list[Migration]:
+        """Apply pending schema migrations and return them; works before ``open()``."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -6,7 +6,7 @@ It is also the reference for the semantics the other backends must match.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,13 @@ from kronika.store.base import (
 )
 from kronika.store.options import parse_options
 
-__all__ = ["MemoryEventStore"]
+__all__ = ["OPTIONS", "MemoryEventStore"]
+
+OPTIONS: dict[str, Callable[[Any], Any]] = {"namespace": str, "migrate": bool}
+"""Store options this backend accepts (URL query or keywords): the common ones only.
+
+``migrate`` is accepted for symmetry with the SQL backends and has nothing to do here.
+"""
 
 
 @dataclass
@@ -77,8 +83,9 @@ class MemoryEventStore(StoreBase):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryEventStore:
-        """Build from ``memory://`` or ``memory://NAME`` plus options (``namespace``)."""
-        rest, opts = parse_options(url, options, allowed={"namespace": str})
+        """Build from ``memory://`` or ``memory://NAME`` plus options (see :data:`OPTIONS`)."""
+        rest, opts = parse_options(url, options, allowed=OPTIONS)
+        opts.pop("migrate", None)
         name = rest.removeprefix("memory://").strip("/")
         return cls(name=name, **opts)
 
