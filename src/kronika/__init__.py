@@ -5,7 +5,18 @@
                            expected_version=kronika.NO_STREAM)
 """
 
+from kronika.cqrs import (
+    CommandBus,
+    Event,
+    EventRegistry,
+    Repository,
+    Session,
+    event,
+    upcaster,
+)
+from kronika.domain.aggregate import Aggregate, apply
 from kronika.domain.context import Causation, caused_by, current_causation
+from kronika.domain.decider import Decider
 from kronika.domain.events import (
     ANY,
     NO_STREAM,
@@ -16,43 +27,57 @@ from kronika.domain.events import (
     MultiAppendResult,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamAppend,
     StreamInfo,
     StreamState,
     category_of,
 )
 from kronika.errors import (
+    AggregateNotFound,
     ConcurrencyError,
     ConditionFailed,
     ConfigurationError,
     ConflictError,
+    DomainError,
     DuplicateEventError,
     Forbidden,
     KronikaError,
     NotFound,
     RateLimited,
+    RetriesExhausted,
     SchemaError,
     StoreClosed,
     StreamDeleted,
     StreamNotFound,
     Unauthorized,
     Unavailable,
+    UnreadableEvent,
     ValidationError,
 )
+from kronika.domain.retry import Backoff, RetryPolicy
 from kronika.store import EventStore, open_store
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ANY",
+    "Aggregate",
+    "AggregateNotFound",
     "AppendCondition",
     "AppendResult",
+    "Backoff",
     "Causation",
+    "CommandBus",
     "ConcurrencyError",
     "ConditionFailed",
     "ConfigurationError",
     "ConflictError",
+    "Decider",
+    "DomainError",
     "DuplicateEventError",
+    "Event",
+    "EventRegistry",
     "EventStore",
     "ExpectedVersion",
     "Forbidden",
@@ -63,8 +88,13 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "RecordedEvent",
+    "Repository",
+    "RetriesExhausted",
+    "RetryPolicy",
     "STREAM_EXISTS",
     "SchemaError",
+    "Session",
+    "Snapshot",
     "StoreClosed",
     "StreamAppend",
     "StreamDeleted",
@@ -73,10 +103,14 @@ __all__ = [
     "StreamState",
     "Unauthorized",
     "Unavailable",
+    "UnreadableEvent",
     "ValidationError",
     "__version__",
+    "apply",
     "category_of",
     "caused_by",
     "current_causation",
+    "event",
     "open_store",
+    "upcaster",
 ]

@@ -5,13 +5,17 @@ never reach callers: each backend translates them at its boundary.
 
     KronikaError
     ├── ValidationError          422  bad input; ``errors`` lists (field, message) pairs
+    ├── DomainError              422  a business rule refused a command (never retried)
     ├── ConflictError            409  the write conflicts with the current state
     │   ├── ConcurrencyError          stream not at the expected version
     │   ├── ConditionFailed           an append condition (consistency boundary) matched
-    │   └── DuplicateEventError       an event id was reused with different content
+    │   ├── DuplicateEventError       an event id was reused with different content
+    │   └── RetriesExhausted          a command still conflicted after its last attempt
     ├── StreamDeleted            410  the stream is tombstoned (hard-deleted)
     ├── NotFound                 404
-    │   └── StreamNotFound
+    │   ├── StreamNotFound
+    │   └── AggregateNotFound
+    ├── UnreadableEvent          500  a stored event's type/version has no registered class
     ├── Unauthorized             401
     ├── Forbidden                403
     ├── RateLimited              429  ``retry_after`` seconds
@@ -30,22 +34,26 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "AggregateNotFound",
     "ConcurrencyError",
     "ConditionFailed",
     "ConfigurationError",
     "ConflictError",
+    "DomainError",
     "DuplicateEventError",
     "FieldError",
     "Forbidden",
     "KronikaError",
     "NotFound",
     "RateLimited",
+    "RetriesExhausted",
     "SchemaError",
     "StoreClosed",
     "StreamDeleted",
     "StreamNotFound",
     "Unauthorized",
     "Unavailable",
+    "UnreadableEvent",
     "ValidationError",
 ]
 
@@ -84,6 +92,14 @@ class ValidationError(KronikaError, ValueError):
         body = super().to_dict()
         body["errors"] = [{"field": f, "message": m} for f, m in self.errors]
         return body
+
+
+class DomainError(KronikaError):
+    """A business rule refused the command. Raise it (or a subclass) from aggregates and
+    deciders; the command layer never retries it."""
+
+    status = 422
+    code = "domain_rule_violated"
 
 
 class ConflictError(KronikaError):
@@ -131,6 +147,17 @@ class DuplicateEventError(ConflictError):
         super().__init__(f"event id {event_id} is already stored {reason}")
 
 
+class RetriesExhausted(ConflictError):
+    """A command kept conflicting with concurrent writers until its attempts ran out."""
+
+    code = "retries_exhausted"
+
+    def __init__(self, attempts: int, last: ConflictError) -> None:
+        self.attempts = attempts
+        self.last = last
+        super().__init__(f"gave up after {attempts} attempts: {last.message}")
+
+
 class StreamDeleted(KronikaError):
     """The stream was hard-deleted (tombstoned) and can never be written or read again."""
 
@@ -157,6 +184,29 @@ class StreamNotFound(NotFound):
     def __init__(self, stream: str) -> None:
         self.stream = stream
         super().__init__(f"stream {stream!r} does not exist")
+
+
+class AggregateNotFound(NotFound):
+    """No aggregate with this id has any stored event."""
+
+    code = "aggregate_not_found"
+
+    def __init__(self, kind: str, aggregate_id: str) -> None:
+        self.kind = kind
+        self.aggregate_id = aggregate_id
+        super().__init__(f"{kind} {aggregate_id!r} does not exist")
+
+
+class UnreadableEvent(KronikaError):
+    """A stored event cannot be turned into a registered class: unknown type, no upcaster
+    path from its version, or data that no longer validates."""
+
+    code = "unreadable_event"
+
+    def __init__(self, event_type: str, version: int, reason: str) -> None:
+        self.event_type = event_type
+        self.version = version
+        super().__init__(f"cannot read event type {event_type!r} version {version}: {reason}")
 
 
 class Unauthorized(KronikaError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -27,12 +27,16 @@ from kronika.domain.events import (
     StreamAppend,
     StreamInfo,
 )
+from kronika.cqrs.commands import CommandBus as AsyncCommandBus
+from kronika.cqrs.repository import Repository as AsyncRepository
+from kronika.domain.aggregate import Aggregate
 from kronika.store import open_store as open_async_store
 from kronika.store.protocol import EventStore
 
-__all__ = ["SyncEventStore", "open_store"]
+__all__ = ["CommandBus", "Repository", "SyncEventStore", "open_store"]
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
 
 
 class SyncEventStore:
@@ -179,6 +183,40 @@ class SyncEventStore:
         return self._run(
             self.async_store.set_stream_metadata(stream, max_age=max_age, max_count=max_count, metadata=metadata)
         )
+
+
+class Repository:
+    """The blocking twin of :class:`kronika.Repository`, on a :class:`SyncEventStore`."""
+
+    def __init__(self, store: SyncEventStore, **options: Any) -> None:
+        self.store = store
+        self.async_repository = AsyncRepository(store.async_store, **options)
+
+    def get(self, cls: type[A], aggregate_id: str) -> A:
+        """See :meth:`kronika.Repository.get`."""
+        return self.store._run(self.async_repository.get(cls, aggregate_id))  # noqa: SLF001
+
+    def find(self, cls: type[A], aggregate_id: str) -> A | None:
+        """See :meth:`kronika.Repository.find`."""
+        return self.store._run(self.async_repository.find(cls, aggregate_id))  # noqa: SLF001
+
+    def save(self, *aggregates: Aggregate, read: Sequence[Aggregate] = ()) -> MultiAppendResult:
+        """See :meth:`kronika.Repository.save`."""
+        return self.store._run(self.async_repository.save(*aggregates, read=read))  # noqa: SLF001
+
+
+class CommandBus:
+    """A blocking front for a :class:`kronika.CommandBus` (handlers stay ``async def``)."""
+
+    def __init__(self, bus: AsyncCommandBus, store: SyncEventStore) -> None:
+        self.async_bus = bus
+        self.store = store
+
+    def dispatch(self, command: Any, payload: Mapping[str, Any] | None = None) -> Any:
+        """See :meth:`kronika.CommandBus.dispatch`; blocks until handled."""
+        if payload is None:
+            return self.store._run(self.async_bus.dispatch(command))  # noqa: SLF001
+        return self.store._run(self.async_bus.dispatch(command, payload))  # noqa: SLF001
 
 
 def open_store(url: str | None = None, **options: Any) -> SyncEventStore:

@@ -44,3 +44,10 @@ def test_the_sync_facade_mirrors_the_async_store() -> None:
             store.append("s-1", [NewEvent("A", {})], expected_version=kronika.NO_STREAM)
         subscription = store.subscribe()
         assert next(subscription).type == "A"
+
+
+def test_unnamed_memory_stores_are_private_and_named_ones_shared() -> None:
+    first, second = kronika.open_store("memory://"), kronika.open_store("memory://")
+    assert first._log is not second._log  # type: ignore[attr-defined]
+    named = kronika.open_store("memory://shared-a"), kronika.open_store("memory://shared-a")
+    assert named[0]._log is named[1]._log  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ __all__ = [
     "MultiAppendResult",
     "NewEvent",
     "RecordedEvent",
+    "Snapshot",
     "StreamAppend",
     "StreamInfo",
     "StreamState",
@@ -111,7 +112,7 @@ class NewEvent:
     """The payload: a JSON object."""
     metadata: JSONObject | None = None
     """Optional JSON object: correlation and causation ids, trace context, user data."""
-    id: uuid.UUID | None = None  # type: ignore[assignment]
+    id: uuid.UUID | str | None = None
     """A UUID identifying the event; the same id in a retried append writes nothing twice."""
     tags: Sequence[str] = ()
     """Tags for consistency-boundary conditions and filtered reads, e.g. ``("customer:7",)``."""
@@ -127,8 +128,8 @@ class NewEvent:
 
     @property
     def event_id(self) -> uuid.UUID:
-        """The event's id (always set after construction)."""
-        assert self.id is not None
+        """The event's id (always a UUID after construction)."""
+        assert isinstance(self.id, uuid.UUID)
         return self.id
 
 
@@ -281,3 +282,17 @@ class StreamInfo:
     """Only the newest this many events are returned by stream reads."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Free-form stream metadata set by users."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """The saved state of one stream's entity up to a version, to load without a full replay."""
+
+    stream: str
+    """The stream the state was built from."""
+    version: int
+    """The version of the last event folded into ``state``."""
+    schema_version: int
+    """The shape of ``state``; a reader expecting another shape ignores the snapshot."""
+    state: dict[str, Any]
+    """The state, as a JSON object."""

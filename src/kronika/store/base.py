@@ -28,6 +28,7 @@ from kronika.domain.events import (
     MultiAppendResult,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamAppend,
     StreamInfo,
     StreamState,
@@ -35,6 +36,7 @@ from kronika.domain.events import (
     check_expected_version,
 )
 from kronika.errors import (
+    ConfigurationError,
     ConcurrencyError,
     DuplicateEventError,
     StoreClosed,
@@ -170,6 +172,7 @@ def check_stream_expectation(
         if not exists:
             raise ConcurrencyError(stream, "stream_exists", None)
         return
+    assert isinstance(expected, int)
     if not exists or version != expected:
         raise ConcurrencyError(stream, expected, version if exists else None)
 
@@ -371,6 +374,25 @@ class StoreBase(abc.ABC):
         self._check_open()
         return await self._set_stream_metadata(stream, age, count, copy)
 
+    async def write_snapshot(
+        self, stream: str, version: int, state: dict[str, Any], *, schema_version: int = 1
+    ) -> None:
+        """Keep ``state`` as the stream's latest snapshot at ``version`` (replacing older ones)."""
+        names.check_stream(stream)
+        names.check_version(version, "version")
+        names.check_version(schema_version, "schema_version")
+        if not isinstance(state, dict):
+            raise ValidationError("must be a JSON object (a dict)", "state")
+        raw = encode_json(state, "state")
+        self._check_open()
+        await self._write_snapshot(stream, version, schema_version, raw)
+
+    async def read_snapshot(self, stream: str) -> Snapshot | None:
+        """The stream's latest snapshot, or ``None``."""
+        names.check_stream(stream)
+        self._check_open()
+        return await self._read_snapshot(stream)
+
     # -- reads ------------------------------------------------------------------------
 
     async def read_stream(
@@ -490,6 +512,12 @@ class StoreBase(abc.ABC):
 
     @abc.abstractmethod
     async def _truncate_stream(self, stream: str, before_version: int) -> None: ...
+
+    async def _write_snapshot(self, stream: str, version: int, schema_version: int, state: bytes) -> None:
+        raise ConfigurationError(f"the {self.engine} backend does not store snapshots yet")
+
+    async def _read_snapshot(self, stream: str) -> Snapshot | None:
+        return None
 
     @abc.abstractmethod
     async def _set_stream_metadata(

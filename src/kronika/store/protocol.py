@@ -16,6 +16,7 @@ from kronika.domain.events import (
     MultiAppendResult,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamAppend,
     StreamInfo,
 )
@@ -131,6 +132,16 @@ class EventStore(Protocol):
 
     async def truncate_stream(self, stream: str, before_version: int) -> None:
         """Remove the events of a stream with a version lower than ``before_version``."""
+        ...
+
+    async def write_snapshot(
+        self, stream: str, version: int, state: dict[str, Any], *, schema_version: int = 1
+    ) -> None:
+        """Keep ``state`` as the stream's latest snapshot at ``version`` (replacing older ones)."""
+        ...
+
+    async def read_snapshot(self, stream: str) -> Snapshot | None:
+        """The stream's latest snapshot, or ``None``. Deleting a stream deletes its snapshot."""
         ...
 
     async def set_stream_metadata(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from kronika.domain.events import (
@@ -18,6 +19,7 @@ from kronika.domain.events import (
     AppendResult,
     MultiAppendResult,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
@@ -62,6 +64,7 @@ class _Log:
     streams: dict[tuple[str, str], _Stream] = field(default_factory=dict)
     ids: dict[tuple[str, UUID], int] = field(default_factory=dict)
     last_position: int = 0
+    snapshots: dict[tuple[str, str], Snapshot] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
     """Wakes the subscriptions of every store object on this log."""
 
@@ -86,7 +89,8 @@ class MemoryEventStore(StoreBase):
         """Build from ``memory://`` or ``memory://NAME`` plus options (see :data:`OPTIONS`)."""
         rest, opts = parse_options(url, options, allowed=OPTIONS)
         opts.pop("migrate", None)
-        name = rest.removeprefix("memory://").strip("/")
+        parts = urlsplit(rest)
+        name = (parts.netloc + parts.path).strip("/")
         return cls(name=name, **opts)
 
     async def _open(self) -> None:
@@ -116,7 +120,8 @@ class MemoryEventStore(StoreBase):
         for event in self._own_events(condition.after + 1):
             if condition.matches(event.type, event.tags):
                 raise ConditionFailed(
-                    f"event {event.id} ({event.type}) at position {event.position} matches the condition",
+                    f"event {event.id} ({event.type}) at position {event.position} "
+                    "matches the condition",
                     position=event.position,
                 )
 
@@ -129,11 +134,15 @@ class MemoryEventStore(StoreBase):
             for append, result in zip(appends, retried, strict=True):
                 assert result is not None
                 results[append.stream] = result
-            return MultiAppendResult(streams=results, position=max(r.position for r in results.values()))
+            return MultiAppendResult(
+                streams=results, position=max(r.position for r in results.values())
+            )
         for append in appends:
             stream = self._stream(append.stream)
             check_stream_expectation(
-                append.stream, append.expected, stream.version if stream else None,
+                append.stream,
+                append.expected,
+                stream.version if stream else None,
                 stream.state if stream else None,
             )
         self._verify_condition(condition)
@@ -199,6 +208,7 @@ class MemoryEventStore(StoreBase):
             found = self._log.streams[(self.namespace, stream)] = _Stream()
         check_stream_expectation(stream, ANY, found.version, found.state)
         self._forget(found, -1 if found.version is None else found.version + 1)
+        self._log.snapshots.pop((self.namespace, stream), None)
         found.state = StreamState.TOMBSTONED if hard else StreamState.DELETED
 
     async def _truncate_stream(self, stream: str, before_version: int) -> None:
@@ -214,6 +224,15 @@ class MemoryEventStore(StoreBase):
         check_stream_expectation(stream, ANY, found.version, found.state)
         found.max_age, found.max_count, found.metadata = max_age, max_count, metadata
         return self._info(stream, found)
+
+    async def _write_snapshot(self, stream: str, version: int, schema_version: int, state: bytes) -> None:
+        self._require(stream)
+        self._log.snapshots[(self.namespace, stream)] = Snapshot(
+            stream=stream, version=version, schema_version=schema_version, state=decode_json(state)
+        )
+
+    async def _read_snapshot(self, stream: str) -> Snapshot | None:
+        return self._log.snapshots.get((self.namespace, stream))
 
     def _require(self, stream: str) -> _Stream:
         found = self._stream(stream)
@@ -286,4 +305,3 @@ def visible_events(
         cutoff = time.time() - max_age
         events = [e for e in events if e.recorded_at.timestamp() >= cutoff]
     return events
-
