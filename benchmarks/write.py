@@ -27,7 +27,16 @@ from rich.console import Console
 from rich.table import Table
 
 import kronika
-from kronika import Aggregate, CommandBus, Event, EventRegistry, NewEvent, Repository, Session, apply
+from kronika import (
+    Aggregate,
+    CommandBus,
+    Event,
+    EventRegistry,
+    NewEvent,
+    Repository,
+    Session,
+    apply,
+)
 from kronika.store.protocol import EventStore
 
 registry = EventRegistry()
@@ -109,7 +118,9 @@ async def measure(url: str, commands: int, repeats: int) -> dict[str, float]:
 
         for _ in range(repeats):
             best["L1"] = max(best["L1"], await rate(20, lambda i: repository.get(Account, "big")))
-            best["L2"] = max(best["L2"], await rate(200, lambda i: repository.get(Snapshotted, "big")))
+            best["L2"] = max(
+                best["L2"], await rate(200, lambda i: repository.get(Snapshotted, "big"))
+            )
             best["C1r"] = max(best["C1r"], await rate(commands, raw_command))
             best["C1"] = max(best["C1"], await rate(commands, framework_command))
         return best
@@ -133,13 +144,24 @@ def drop_schema(url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.write", description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "memory", "all"], default="all")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.write", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--backend", choices=["sqlite", "postgresql", "memory", "all"], default="all"
+    )
     parser.add_argument("--commands", type=int, default=300, help="commands per run (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side; the best counts")
     args = parser.parse_args(argv)
     table = Table(title="Write side (best of runs; higher is better)")
-    for column in ("backend", "L1 loads/s (1,000 events)", "L2 loads/s (snapshot)", "C1 commands/s", "C1r raw ops/s", "overhead"):
+    for column in (
+        "backend",
+        "L1 loads/s (1,000 events)",
+        "L2 loads/s (snapshot)",
+        "C1 commands/s",
+        "C1r raw ops/s",
+        "overhead",
+    ):
         table.add_column(column, justify="right")
     with tempfile.TemporaryDirectory() as folder:
         for name, url in urls(args.backend, Path(folder)).items():
@@ -151,8 +173,12 @@ def main(argv: list[str] | None = None) -> None:
             overhead = result["C1r"] / result["C1"] - 1
             verdict = "PASS" if overhead < 0.25 else "FAIL"
             table.add_row(
-                name, f"{result['L1']:,.0f}", f"{result['L2']:,.0f}", f"{result['C1']:,.0f}",
-                f"{result['C1r']:,.0f}", f"{overhead:+.1%} {verdict} (< 25 %)",
+                name,
+                f"{result['L1']:,.0f}",
+                f"{result['L2']:,.0f}",
+                f"{result['C1']:,.0f}",
+                f"{result['C1r']:,.0f}",
+                f"{overhead:+.1%} {verdict} (< 25 %)",
             )
     Console().print(table)
 

@@ -16,7 +16,16 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 import kronika
-from kronika import Aggregate, CommandBus, DomainError, Event, EventRegistry, Repository, Session, apply
+from kronika import (
+    Aggregate,
+    CommandBus,
+    DomainError,
+    Event,
+    EventRegistry,
+    Repository,
+    Session,
+    apply,
+)
 
 events = EventRegistry()
 
@@ -71,7 +80,9 @@ class Account(Aggregate):
 
     def withdraw(self, amount: int) -> None:
         if amount > self.balance:
-            raise InsufficientFunds(f"account {self.id} holds {self.balance}, cannot withdraw {amount}")
+            raise InsufficientFunds(
+                f"account {self.id} holds {self.balance}, cannot withdraw {amount}"
+            )
         self.record(MoneyWithdrawn(amount=amount))
 
     @apply

@@ -136,9 +136,15 @@ def test_categories_must_not_contain_a_dash() -> None:
 
 
 def test_given_when_then_for_aggregates() -> None:
-    given(Counter, "1", Opened(owner="ann")).when(lambda c: c.add(5, "x")).then(Added(amount=5, note="x"))
-    given(Counter, "1", Added(amount=999_999, note="")).when(lambda c: c.add(5)).then_raises(Overdrawn)
-    given(Counter, "1", Opened(owner="bo")).when(lambda c: None).then().then_state(lambda c: c.owner == "bo")
+    given(Counter, "1", Opened(owner="ann")).when(lambda c: c.add(5, "x")).then(
+        Added(amount=5, note="x")
+    )
+    given(Counter, "1", Added(amount=999_999, note="")).when(lambda c: c.add(5)).then_raises(
+        Overdrawn
+    )
+    given(Counter, "1", Opened(owner="bo")).when(lambda c: None).then().then_state(
+        lambda c: c.owner == "bo"
+    )
     with pytest.raises(AssertionError):
         given(Counter, "1").when(lambda c: c.add(5)).then(Added(amount=6, note=""))
 
@@ -148,7 +154,11 @@ def test_given_when_then_for_aggregates() -> None:
 
 def test_events_serialise_with_their_type_version() -> None:
     new = registry.to_new_event(Added(amount=3, note="n"))
-    assert (new.type, new.data, new.metadata) == ("Added", {"amount": 3, "note": "n"}, {"event_version": 3})
+    assert (new.type, new.data, new.metadata) == (
+        "Added",
+        {"amount": 3, "note": "n"},
+        {"event_version": 3},
+    )
     assert registry.to_new_event(Tagged("x")).data == {"label": "x"}
 
 
@@ -179,15 +189,28 @@ def recorded(type_: str, data: dict[str, Any], version: int | None = None) -> kr
 
     metadata = {} if version is None else {"event_version": version}
     return kronika.RecordedEvent(
-        id=uuid.uuid4(), stream="s-1", version=0, position=1, type=type_, data=data,
-        metadata=metadata, tags=(), recorded_at=datetime.now(UTC),
+        id=uuid.uuid4(),
+        stream="s-1",
+        version=0,
+        position=1,
+        type=type_,
+        data=data,
+        metadata=metadata,
+        tags=(),
+        recorded_at=datetime.now(UTC),
     )
 
 
 def test_old_versions_are_upcast_step_by_step() -> None:
-    assert registry.from_recorded(recorded("Added", {"value": 4}, 1)) == Added(amount=4, note="migrated")
-    assert registry.from_recorded(recorded("Added", {"amount": 4}, 2)) == Added(amount=4, note="migrated")
-    assert registry.from_recorded(recorded("Added", {"amount": 4, "note": "n"}, 3)) == Added(amount=4, note="n")
+    assert registry.from_recorded(recorded("Added", {"value": 4}, 1)) == Added(
+        amount=4, note="migrated"
+    )
+    assert registry.from_recorded(recorded("Added", {"amount": 4}, 2)) == Added(
+        amount=4, note="migrated"
+    )
+    assert registry.from_recorded(recorded("Added", {"amount": 4, "note": "n"}, 3)) == Added(
+        amount=4, note="n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -258,7 +281,9 @@ async def test_unknown_types_fail_a_load_unless_skipping_was_chosen(store: Event
     assert (counter.owner, counter.version) == ("a", 1)
 
 
-async def test_a_session_saves_several_aggregates_atomically(repository: Repository, store: EventStore) -> None:
+async def test_a_session_saves_several_aggregates_atomically(
+    repository: Repository, store: EventStore
+) -> None:
     await new_counter(repository, "a")
     await new_counter(repository, "b")
     async with repository.session() as session:
@@ -338,7 +363,9 @@ async def test_loads_start_from_the_latest_snapshot(store: EventStore) -> None:
     assert (counter.total, counter.version, counting.read) == (20, 20, 1)
 
 
-async def test_a_snapshot_of_another_schema_version_is_ignored_and_rebuilt(store: EventStore) -> None:
+async def test_a_snapshot_of_another_schema_version_is_ignored_and_rebuilt(
+    store: EventStore,
+) -> None:
     repository = Repository(store, registry=registry)
     await new_counter(repository, "s", adds=12)
     await store.write_snapshot("counter-s", 12, {"old": "shape"}, schema_version=99)
@@ -385,7 +412,9 @@ async def test_commands_are_validated_before_anything_is_loaded(repository: Repo
         await bus.dispatch(Opened(owner="x"))
 
 
-async def test_a_command_appends_events_caused_by_it(repository: Repository, store: EventStore) -> None:
+async def test_a_command_appends_events_caused_by_it(
+    repository: Repository, store: EventStore
+) -> None:
     await new_counter(repository)
     bus = make_bus(repository)
     with kronika.caused_by("request-1", correlation_id="conversation-1"):

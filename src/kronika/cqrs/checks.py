@@ -8,7 +8,9 @@ from kronika.store.protocol import EventStore
 __all__ = ["stored_event_types", "unreadable_event_types"]
 
 
-async def stored_event_types(store: EventStore, *, batch_size: int = 5_000) -> dict[tuple[str, int], int]:
+async def stored_event_types(
+    store: EventStore, *, batch_size: int = 5_000
+) -> dict[tuple[str, int], int]:
     """Count the stored events per (type, version) pair, scanning the global log."""
     counts: dict[tuple[str, int], int] = {}
     position = 0
@@ -22,7 +24,10 @@ async def stored_event_types(store: EventStore, *, batch_size: int = 5_000) -> d
 
 
 async def unreadable_event_types(
-    store: EventStore, registry: EventRegistry = default_registry, *, ignore_unregistered: bool = False
+    store: EventStore,
+    registry: EventRegistry = default_registry,
+    *,
+    ignore_unregistered: bool = False,
 ) -> list[MissingUpcast]:
     """Stored (type, version) pairs with no path to a registered class (B4).
 

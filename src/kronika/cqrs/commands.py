@@ -68,7 +68,9 @@ class CommandBus:
 
     # -- registration -----------------------------------------------------------------
 
-    def register(self, cls: type[C], handler: CommandHandler, *, retry: RetryPolicy | None = None) -> None:
+    def register(
+        self, cls: type[C], handler: CommandHandler, *, retry: RetryPolicy | None = None
+    ) -> None:
         """Route commands of type ``cls`` to ``handler``."""
         if cls in self._handlers:
             raise ConfigurationError(f"{cls.__qualname__} already has a handler")
@@ -80,7 +82,9 @@ class CommandBus:
     ) -> Callable[[Callable[[C, Session], Awaitable[R]]], Callable[[C, Session], Awaitable[R]]]:
         """Decorator form of :meth:`register`."""
 
-        def decorate(func: Callable[[C, Session], Awaitable[R]]) -> Callable[[C, Session], Awaitable[R]]:
+        def decorate(
+            func: Callable[[C, Session], Awaitable[R]],
+        ) -> Callable[[C, Session], Awaitable[R]]:
             self.register(cls, func, retry=retry)
             return func
 

@@ -126,7 +126,9 @@ class EventRegistry:
     @overload
     def event(self, name: type[T]) -> type[T]: ...
     @overload
-    def event(self, name: str | None = None, *, version: int = 1) -> Callable[[type[T]], type[T]]: ...
+    def event(
+        self, name: str | None = None, *, version: int = 1
+    ) -> Callable[[type[T]], type[T]]: ...
     def event(self, name: Any = None, *, version: int = 1) -> Any:
         """Class decorator form of :meth:`register`; usable bare or with a name/version."""
         if isinstance(name, type):
@@ -196,7 +198,9 @@ class EventRegistry:
 
     # -- reading ----------------------------------------------------------------------
 
-    def upcast(self, name: str, version: int, data: dict[str, Any]) -> tuple[EventType, dict[str, Any]]:
+    def upcast(
+        self, name: str, version: int, data: dict[str, Any]
+    ) -> tuple[EventType, dict[str, Any]]:
         """Bring stored ``data`` of type ``name`` at ``version`` up to the registered version."""
         entry = self._by_name.get(name)
         if entry is None:
@@ -234,7 +238,7 @@ class EventRegistry:
                 self.upcast(name, version, {})
             except UnreadableEvent as exc:
                 missing.append(MissingUpcast(name, version, exc.message))
-            except Exception:  # noqa: BLE001, S112 - an upcaster may reject an empty dict; the path exists
+            except Exception:  # noqa: S112 - an upcaster may reject an empty dict; the path exists
                 continue
         return missing
 

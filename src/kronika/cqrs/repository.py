@@ -1,14 +1,14 @@
 """Loading and saving aggregates, with snapshots and one atomic save for several of them.
 
-    repository = Repository(store)
-    account = await repository.get(Account, "42")
-    account.deposit(10)
-    await repository.save(account)          # expected version = the loaded version
+repository = Repository(store)
+account = await repository.get(Account, "42")
+account.deposit(10)
+await repository.save(account)          # expected version = the loaded version
 
-    async with repository.session() as session:   # one atomic multi-stream append on exit
-        order = await session.get(Order, "1")
-        customer = await session.get(Customer, "7")  # only read: still takes part in the check
-        order.place(customer)
+async with repository.session() as session:   # one atomic multi-stream append on exit
+    order = await session.get(Order, "1")
+    customer = await session.get(Customer, "7")  # only read: still takes part in the check
+    order.place(customer)
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ class Repository:
 
     # -- saving -----------------------------------------------------------------------
 
-    async def save(self, *aggregates: Aggregate, read: Sequence[Aggregate] = ()) -> MultiAppendResult:
+    async def save(
+        self, *aggregates: Aggregate, read: Sequence[Aggregate] = ()
+    ) -> MultiAppendResult:
         """Append the pending events of ``aggregates`` in one atomic append.
 
         Each stream's expected version is its loaded version. Aggregates in ``read`` were only
@@ -123,8 +125,14 @@ class Repository:
         read: Sequence[Aggregate],
         staged: Mapping[str, tuple[list[object], ExpectedVersionLike]],
     ) -> MultiAppendResult:
-        appends = [StreamAppend(a.stream, self._encode(a.stream, a.pending_events), _expected(a)) for a in (*aggregates, *read)]
-        appends += [StreamAppend(name, self._encode(name, events), expected) for name, (events, expected) in staged.items()]
+        appends = [
+            StreamAppend(a.stream, self._encode(a.stream, a.pending_events), _expected(a))
+            for a in (*aggregates, *read)
+        ]
+        appends += [
+            StreamAppend(name, self._encode(name, events), expected)
+            for name, (events, expected) in staged.items()
+        ]
         result = await self.store.append_multi(appends)
         for aggregate in aggregates:
             old = aggregate.version
@@ -229,14 +237,16 @@ class Session:
         if not changed and not staged:
             return None
         read = [a for a in self._tracked.values() if not a.pending_events]
-        return await self.repository._save(changed, read, staged)  # noqa: SLF001 - same module
+        return await self.repository._save(changed, read, staged)
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
             await self.commit()
-

@@ -36,7 +36,9 @@ def _state_model(cls: type[Aggregate]) -> type[pydantic.BaseModel]:
     try:
         hints = typing.get_type_hints(cls)
     except NameError as exc:
-        raise ConfigurationError(f"{cls.__name__}: cannot resolve a state annotation ({exc})") from None
+        raise ConfigurationError(
+            f"{cls.__name__}: cannot resolve a state annotation ({exc})"
+        ) from None
     fields = {
         name: hint
         for name, hint in hints.items()
@@ -70,7 +72,7 @@ def snapshot_state(aggregate: Aggregate) -> dict[str, Any]:
 
 
 def restore_state(aggregate: Aggregate, state: dict[str, Any]) -> None:
-    """Set the aggregate's state from a snapshot (raises ``ValidationError`` if it no longer fits)."""
+    """Set the aggregate's state from a snapshot; ``ValidationError`` if it no longer fits."""
     custom = getattr(aggregate, "restore_state", None)
     if callable(custom):
         custom(state)

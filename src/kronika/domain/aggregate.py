@@ -89,7 +89,9 @@ class Aggregate:
         if not cls.__dict__.get("category"):
             cls.category = cls.__name__.lower()
         if "-" in cls.category or not cls.category:
-            raise ConfigurationError(f"{cls.__name__}.category must be non-empty and contain no '-'")
+            raise ConfigurationError(
+                f"{cls.__name__}.category must be non-empty and contain no '-'"
+            )
         appliers: dict[type, Callable[[Any, Any], None]] = {}
         for klass in reversed(cls.__mro__):
             for member in vars(klass).values():
@@ -97,7 +99,7 @@ class Aggregate:
                     appliers[_event_type_of(klass, member)] = member
         cls._appliers = appliers
 
-    def __init__(self, id: str) -> None:  # noqa: A002 - "id" is the domain's word
+    def __init__(self, id: str) -> None:
         self.id = id
         """The aggregate's id, unique within its category."""
         self.version = -1

@@ -61,7 +61,9 @@ ExpectedVersionLike: TypeAlias = ExpectedVersion | int
 """An :class:`ExpectedVersion` or the exact version of the stream's last event (from 0)."""
 
 
-def check_expected_version(value: object, field_name: str = "expected_version") -> ExpectedVersionLike:
+def check_expected_version(
+    value: object, field_name: str = "expected_version"
+) -> ExpectedVersionLike:
     """Return ``value`` if it is a valid expectation, else raise ``ValidationError``."""
     if isinstance(value, ExpectedVersion):
         return value
@@ -84,7 +86,9 @@ def category_of(stream: str) -> str:
 
 def _check_json_object(value: object, field_name: str) -> JSONObject:
     if not isinstance(value, Mapping):
-        raise ValidationError(f"must be a JSON object (a dict), got {type(value).__name__}", field_name)
+        raise ValidationError(
+            f"must be a JSON object (a dict), got {type(value).__name__}", field_name
+        )
     for key in value:
         if not isinstance(key, str):
             raise ValidationError(f"keys must be strings, got {key!r}", field_name)
@@ -199,8 +203,13 @@ class AppendCondition:
 
     def __post_init__(self) -> None:
         if isinstance(self.types, str) or isinstance(self.tags, str):
-            raise ValidationError("types and tags must be sequences of strings, not a string", "condition")
-        types = tuple(names.check_name(t, f"condition.types[{i}]", names.MAX_TYPE_LENGTH) for i, t in enumerate(self.types))
+            raise ValidationError(
+                "types and tags must be sequences of strings, not a string", "condition"
+            )
+        types = tuple(
+            names.check_name(t, f"condition.types[{i}]", names.MAX_TYPE_LENGTH)
+            for i, t in enumerate(self.types)
+        )
         object.__setattr__(self, "types", types)
         object.__setattr__(self, "tags", names.check_tags(self.tags, "condition.tags"))
         if not self.types and not self.tags:
@@ -236,19 +245,26 @@ def check_events(events: object, field_name: str = "events") -> tuple[NewEvent, 
     if isinstance(events, NewEvent):
         return (events,)
     if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
-        raise ValidationError(f"must be a sequence of NewEvent, got {type(events).__name__}", field_name)
+        raise ValidationError(
+            f"must be a sequence of NewEvent, got {type(events).__name__}", field_name
+        )
     result = tuple(events)
     for i, event in enumerate(result):
         if not isinstance(event, NewEvent):
-            raise ValidationError(f"must be a NewEvent, got {type(event).__name__}", f"{field_name}[{i}]")
+            raise ValidationError(
+                f"must be a NewEvent, got {type(event).__name__}", f"{field_name}[{i}]"
+            )
     if len(result) > names.MAX_EVENTS_PER_APPEND:
         raise ValidationError(
-            f"at most {names.MAX_EVENTS_PER_APPEND} events per append, got {len(result)}", field_name
+            f"at most {names.MAX_EVENTS_PER_APPEND} events per append, got {len(result)}",
+            field_name,
         )
     seen: set[uuid.UUID] = set()
     for i, event in enumerate(result):
         if event.event_id in seen:
-            raise ValidationError(f"duplicate event id {event.event_id} in one append", f"{field_name}[{i}].id")
+            raise ValidationError(
+                f"duplicate event id {event.event_id} in one append", f"{field_name}[{i}].id"
+            )
         seen.add(event.event_id)
     return result
 

@@ -58,7 +58,7 @@ class RetryPolicy:
             base = self.initial_delay * self.factor ** (attempt - 1)
         base = min(base, self.max_delay)
         if self.jitter:
-            base *= 0.5 + 0.5 * (rng or random).random()  # noqa: S311 - jitter, not crypto
+            base *= 0.5 + 0.5 * (rng or random).random()
         return base
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:

@@ -36,8 +36,8 @@ from kronika.domain.events import (
     check_expected_version,
 )
 from kronika.errors import (
-    ConfigurationError,
     ConcurrencyError,
+    ConfigurationError,
     DuplicateEventError,
     StoreClosed,
     StreamDeleted,
@@ -274,7 +274,10 @@ class StoreBase(abc.ABC):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -322,14 +325,20 @@ class StoreBase(abc.ABC):
         seen: set[str] = set()
         for i, append in enumerate(appends):
             if not isinstance(append, StreamAppend):
-                raise ValidationError(f"must be a StreamAppend, got {type(append).__name__}", f"appends[{i}]")
+                raise ValidationError(
+                    f"must be a StreamAppend, got {type(append).__name__}", f"appends[{i}]"
+                )
             if append.stream in seen:
-                raise ValidationError(f"stream {append.stream!r} appears twice", f"appends[{i}].stream")
+                raise ValidationError(
+                    f"stream {append.stream!r} appears twice", f"appends[{i}].stream"
+                )
             seen.add(append.stream)
             prepared.append(_prepare(append, f"appends[{i}].events"))
         total = sum(len(p.events) for p in prepared)
         if total > names.MAX_EVENTS_PER_APPEND:
-            raise ValidationError(f"at most {names.MAX_EVENTS_PER_APPEND} events per append", "appends")
+            raise ValidationError(
+                f"at most {names.MAX_EVENTS_PER_APPEND} events per append", "appends"
+            )
         ids = [e.id for p in prepared for e in p.events]
         if len(set(ids)) != len(ids):
             raise ValidationError("the same event id appears twice", "appends")
@@ -340,7 +349,9 @@ class StoreBase(abc.ABC):
     @staticmethod
     def _check_condition(condition: object) -> None:
         if condition is not None and not isinstance(condition, AppendCondition):
-            raise ValidationError(f"must be an AppendCondition, got {type(condition).__name__}", "condition")
+            raise ValidationError(
+                f"must be an AppendCondition, got {type(condition).__name__}", "condition"
+            )
 
     async def delete_stream(self, stream: str, *, hard: bool = False) -> None:
         """Soft-delete (the stream may be recreated) or hard-delete (tombstone) a stream."""
@@ -513,7 +524,9 @@ class StoreBase(abc.ABC):
     @abc.abstractmethod
     async def _truncate_stream(self, stream: str, before_version: int) -> None: ...
 
-    async def _write_snapshot(self, stream: str, version: int, schema_version: int, state: bytes) -> None:
+    async def _write_snapshot(
+        self, stream: str, version: int, schema_version: int, state: bytes
+    ) -> None:
         raise ConfigurationError(f"the {self.engine} backend does not store snapshots yet")
 
     async def _read_snapshot(self, stream: str) -> Snapshot | None:

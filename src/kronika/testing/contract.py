@@ -105,8 +105,12 @@ class EventStoreContract:
 
     # -- appending and reading a stream ----------------------------------------------
 
-    async def test_append_to_a_new_stream_numbers_versions_from_zero(self, store: EventStore) -> None:
-        result = await store.append("order-1", [ev("A"), ev("B"), ev("C")], expected_version=NO_STREAM)
+    async def test_append_to_a_new_stream_numbers_versions_from_zero(
+        self, store: EventStore
+    ) -> None:
+        result = await store.append(
+            "order-1", [ev("A"), ev("B"), ev("C")], expected_version=NO_STREAM
+        )
         assert result.next_expected_version == 2
         events = await store.read_stream("order-1")
         assert [e.version for e in events] == [0, 1, 2]
@@ -169,7 +173,9 @@ class EventStoreContract:
             await store.append("s-1", [ev()], expected_version=STREAM_EXISTS)
         assert info.value.actual is None
         await store.append("s-1", [ev()])
-        assert (await store.append("s-1", [ev()], expected_version=STREAM_EXISTS)).next_expected_version == 1
+        assert (
+            await store.append("s-1", [ev()], expected_version=STREAM_EXISTS)
+        ).next_expected_version == 1
 
     async def test_exact_version_on_a_missing_stream_fails(self, store: EventStore) -> None:
         with pytest.raises(ConcurrencyError) as info:
@@ -201,12 +207,22 @@ class EventStoreContract:
     async def test_read_stream_from_version_and_limit(self, store: EventStore) -> None:
         await store.append("s-1", [ev(data={"i": i}) for i in range(10)])
         assert [e.version for e in await store.read_stream("s-1", from_version=7)] == [7, 8, 9]
-        assert [e.version for e in await store.read_stream("s-1", from_version=2, limit=3)] == [2, 3, 4]
+        assert [e.version for e in await store.read_stream("s-1", from_version=2, limit=3)] == [
+            2,
+            3,
+            4,
+        ]
         assert await store.read_stream("s-1", from_version=10) == []
 
     async def test_read_stream_backwards(self, store: EventStore) -> None:
         await store.append("s-1", [ev(data={"i": i}) for i in range(5)])
-        assert [e.version for e in await store.read_stream("s-1", backwards=True)] == [4, 3, 2, 1, 0]
+        assert [e.version for e in await store.read_stream("s-1", backwards=True)] == [
+            4,
+            3,
+            2,
+            1,
+            0,
+        ]
         got = await store.read_stream("s-1", backwards=True, limit=2)
         assert [e.version for e in got] == [4, 3]
         got = await store.read_stream("s-1", backwards=True, from_version=2)
@@ -269,7 +285,9 @@ class EventStoreContract:
         assert len(await store.read_stream("s-1")) == 2
         assert len(await store.read_all()) == 2
 
-    async def test_a_retry_after_later_appends_returns_the_first_result(self, store: EventStore) -> None:
+    async def test_a_retry_after_later_appends_returns_the_first_result(
+        self, store: EventStore
+    ) -> None:
         events = [ev("A")]
         first = await store.append("s-1", events, expected_version=NO_STREAM)
         await store.append("s-1", [ev("B")])
@@ -300,15 +318,24 @@ class EventStoreContract:
         result = await store.append_multi(
             [
                 StreamAppend("account-1", [ev("Debited")], expected_version=0),
-                StreamAppend("account-2", [ev("Credited"), ev("Noted")], expected_version=NO_STREAM),
+                StreamAppend(
+                    "account-2", [ev("Credited"), ev("Noted")], expected_version=NO_STREAM
+                ),
             ]
         )
         assert result.streams["account-1"].next_expected_version == 1
         assert result.streams["account-2"].next_expected_version == 1
         assert result.position == max(r.position for r in result.streams.values())
-        assert [e.type for e in await store.read_all()] == ["Opened", "Debited", "Credited", "Noted"]
+        assert [e.type for e in await store.read_all()] == [
+            "Opened",
+            "Debited",
+            "Credited",
+            "Noted",
+        ]
 
-    async def test_append_multi_writes_nothing_when_one_check_fails(self, store: EventStore) -> None:
+    async def test_append_multi_writes_nothing_when_one_check_fails(
+        self, store: EventStore
+    ) -> None:
         await store.append("account-1", [ev("Opened")])
         with pytest.raises(ConcurrencyError) as info:
             await store.append_multi(
@@ -321,7 +348,9 @@ class EventStoreContract:
         assert await store.read_stream("account-2") == []
         assert len(await store.read_all()) == 1
 
-    async def test_a_stream_that_was_only_read_takes_part_in_the_check(self, store: EventStore) -> None:
+    async def test_a_stream_that_was_only_read_takes_part_in_the_check(
+        self, store: EventStore
+    ) -> None:
         await store.append("customer-7", [ev("Registered")])
         await store.append("customer-7", [ev("Blocked")])  # changed after the decision was made
         with pytest.raises(ConcurrencyError) as info:
@@ -360,17 +389,24 @@ class EventStoreContract:
 
     # -- consistency boundary conditions ----------------------------------------------
 
-    async def test_condition_fails_on_a_matching_event_after_the_position(self, store: EventStore) -> None:
+    async def test_condition_fails_on_a_matching_event_after_the_position(
+        self, store: EventStore
+    ) -> None:
         await store.append("course-1", [ev("Enrolled", tags=["student:1", "course:1"])])
         position = await store.head_position()
         await store.append("course-1", [ev("Enrolled", tags=["student:2", "course:1"])])
         condition = AppendCondition(types=["Enrolled"], tags=["course:1"], after=position)
         with pytest.raises(ConditionFailed) as info:
-            await store.append("course-1", [ev("Enrolled", tags=["student:3", "course:1"])], condition=condition)
-        assert info.value.position is not None and info.value.position > position
+            await store.append(
+                "course-1", [ev("Enrolled", tags=["student:3", "course:1"])], condition=condition
+            )
+        assert info.value.position is not None
+        assert info.value.position > position
         assert len(await store.read_all()) == 2
 
-    async def test_condition_passes_when_matches_are_older_or_different(self, store: EventStore) -> None:
+    async def test_condition_passes_when_matches_are_older_or_different(
+        self, store: EventStore
+    ) -> None:
         await store.append("course-1", [ev("Enrolled", tags=["course:1"])])
         position = await store.head_position()
         await store.append("course-2", [ev("Enrolled", tags=["course:2"])])
@@ -397,7 +433,9 @@ class EventStoreContract:
             )
         assert len(await store.read_all()) == 1
 
-    async def test_conditions_leave_no_write_skew_under_concurrency(self, store: EventStore) -> None:
+    async def test_conditions_leave_no_write_skew_under_concurrency(
+        self, store: EventStore
+    ) -> None:
         """Ten clients decide at the same position; exactly one may claim the seat."""
         await store.append("venue-1", [ev("Opened")])
         position = await store.head_position()
@@ -405,7 +443,9 @@ class EventStoreContract:
 
         async def claim(i: int) -> bool:
             try:
-                await store.append(f"claim-{i}", [ev("SeatClaimed", tags=["seat:1"])], condition=condition)
+                await store.append(
+                    f"claim-{i}", [ev("SeatClaimed", tags=["seat:1"])], condition=condition
+                )
             except ConditionFailed:
                 return False
             return True
@@ -416,7 +456,9 @@ class EventStoreContract:
 
     # -- stream lifecycle -------------------------------------------------------------
 
-    async def test_soft_delete_hides_the_stream_and_allows_recreation(self, store: EventStore) -> None:
+    async def test_soft_delete_hides_the_stream_and_allows_recreation(
+        self, store: EventStore
+    ) -> None:
         await store.append("s-1", [ev(), ev()])
         await store.append("other-1", [ev("Other")])
         await store.delete_stream("s-1")
@@ -461,7 +503,10 @@ class EventStoreContract:
         await store.append("s-1", [ev(), ev(), ev()])
         info = await store.stream_info("s-1")
         assert (info.stream, info.version, info.state, info.truncated_before) == (
-            "s-1", 2, StreamState.ACTIVE, 0
+            "s-1",
+            2,
+            StreamState.ACTIVE,
+            0,
         )
 
     async def test_truncate_removes_older_events(self, store: EventStore) -> None:
@@ -566,8 +611,7 @@ class EventStoreContract:
             seen: list[RecordedEvent] = []
 
             async def run() -> None:
-                async for event in store.subscribe():
-                    seen.append(event)
+                seen.extend([event async for event in store.subscribe()])
 
             task = asyncio.create_task(run())
             await asyncio.sleep(0.1)
@@ -628,7 +672,7 @@ class EventStoreContract:
         acknowledged: list[uuid.UUID] = []
 
         async def writer(w: int) -> None:
-            rng = random.Random(w)
+            rng = random.Random(w)  # noqa: S311 - a reproducible mix of streams, not crypto
             own, version = f"own-{w}", -1
             for i in range(per_writer):
                 event = ev("Written", {"w": w, "i": i})
@@ -636,7 +680,9 @@ class EventStoreContract:
                     await store.append(f"shared-{rng.randrange(4)}", [event])
                 else:
                     expected = NO_STREAM if version < 0 else version
-                    version = (await store.append(own, [event], expected_version=expected)).next_expected_version
+                    version = (
+                        await store.append(own, [event], expected_version=expected)
+                    ).next_expected_version
                 acknowledged.append(event.event_id)
 
         async with another() as reader_store:

@@ -49,7 +49,7 @@ class AggregateScenario(Generic[A]):
         """Run ``action(aggregate)``, keeping any exception for :meth:`then_raises`."""
         try:
             action(self.aggregate)
-        except Exception as exc:  # noqa: BLE001 - kept for then_raises, re-raised by then
+        except Exception as exc:
             self._error = exc
         self._ran = True
         return self
@@ -58,21 +58,27 @@ class AggregateScenario(Generic[A]):
         """Assert that exactly ``expected`` events were recorded, in order."""
         self._require_ran()
         if self._error is not None:
-            raise AssertionError(f"expected events, but the action raised {self._error!r}") from self._error
+            raise AssertionError(
+                f"expected events, but the action raised {self._error!r}"
+            ) from self._error
         recorded = list(self.aggregate.pending_events)
         if recorded != list(expected):
-            raise AssertionError(f"recorded events differ:\n  expected {list(expected)!r}\n  got      {recorded!r}")
+            raise AssertionError(
+                f"recorded events differ:\n  expected {list(expected)!r}\n  got      {recorded!r}"
+            )
         return self
 
     def then_raises(self, error: type[BaseException], match: str | None = None) -> Self:
-        """Assert that the action raised ``error`` (message matching ``match``) and recorded nothing."""
+        """Assert the action raised ``error`` (matching ``match``) and recorded nothing."""
         self._require_ran()
         if not isinstance(self._error, error):
-            raise AssertionError(f"expected {error.__name__}, got {self._error!r}")
+            raise AssertionError(f"expected {error.__name__}, got {self._error!r}")  # noqa: TRY004
         if match is not None and not re.search(match, str(self._error)):
             raise AssertionError(f"{self._error!r} does not match {match!r}")
         if self.aggregate.pending_events:
-            raise AssertionError(f"events were recorded despite the error: {self.aggregate.pending_events!r}")
+            raise AssertionError(
+                f"events were recorded despite the error: {self.aggregate.pending_events!r}"
+            )
         return self
 
     def then_state(self, check: Callable[[A], object]) -> Self:
@@ -124,7 +130,7 @@ class CommandScenario:
         self._before = {e.stream: e.version for e in await self.store.read_all()}
         try:
             self.result = await self.bus.dispatch(command)
-        except Exception as exc:  # noqa: BLE001 - kept for then_raises
+        except Exception as exc:
             self.error = exc
         return self
 
@@ -143,7 +149,7 @@ class CommandScenario:
     async def then_raises(self, error: type[BaseException], match: str | None = None) -> Self:
         """Assert the command failed with ``error`` and appended nothing."""
         if not isinstance(self.error, error):
-            raise AssertionError(f"expected {error.__name__}, got {self.error!r}")
+            raise AssertionError(f"expected {error.__name__}, got {self.error!r}")  # noqa: TRY004
         if match is not None and not re.search(match, str(self.error)):
             raise AssertionError(f"{self.error!r} does not match {match!r}")
         after = {e.stream: e.version for e in await self.store.read_all()}

@@ -33,6 +33,7 @@ from kronika.store.base import (
     decode_json,
     resolve_retry,
 )
+from kronika.store.memory.processing import MemoryProcessing
 from kronika.store.options import parse_options
 
 __all__ = ["OPTIONS", "MemoryEventStore"]
@@ -65,6 +66,8 @@ class _Log:
     ids: dict[tuple[str, UUID], int] = field(default_factory=dict)
     last_position: int = 0
     snapshots: dict[tuple[str, str], Snapshot] = field(default_factory=dict)
+    processing: dict[str, MemoryProcessing] = field(default_factory=dict)
+    """Runtime state per namespace."""
     notifier: Notifier = field(default_factory=Notifier)
     """Wakes the subscriptions of every store object on this log."""
 
@@ -92,6 +95,11 @@ class MemoryEventStore(StoreBase):
         parts = urlsplit(rest)
         name = (parts.netloc + parts.path).strip("/")
         return cls(name=name, **opts)
+
+    @property
+    def processing(self) -> MemoryProcessing:
+        """The processing runtime's state for this store's namespace."""
+        return self._log.processing.setdefault(self.namespace, MemoryProcessing())
 
     async def _open(self) -> None:
         pass
@@ -225,7 +233,9 @@ class MemoryEventStore(StoreBase):
         found.max_age, found.max_count, found.metadata = max_age, max_count, metadata
         return self._info(stream, found)
 
-    async def _write_snapshot(self, stream: str, version: int, schema_version: int, state: bytes) -> None:
+    async def _write_snapshot(
+        self, stream: str, version: int, schema_version: int, state: bytes
+    ) -> None:
         self._require(stream)
         self._log.snapshots[(self.namespace, stream)] = Snapshot(
             stream=stream, version=version, schema_version=schema_version, state=decode_json(state)

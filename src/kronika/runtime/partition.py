@@ -1,0 +1,308 @@
+"""One partition of one processor: events in order, in batches, with failing keys parked.
+
+The runner takes events from its queue and handles up to ``batch_size`` of them in one
+transaction that also moves the partition's checkpoint. If the batch fails, it is rolled
+back and handled again one event per transaction, so the failing event is found. Its key
+is *parked* (a :class:`~kronika.store.processing.FailedKey` saved with the checkpoint) and
+later events of that key are passed over, while the partition goes on with other keys.
+A parked key is retried with backoff from the failing event; after its last attempt it is
+*quarantined* until an operator retries or skips it.
+
+Every transaction is fenced by the partition's lease: ``set_checkpoint(..., owner=...)``
+fails with ``LeaseLost`` when another worker has taken the partition, so two workers never
+both commit work for one partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from kronika.domain.context import CORRELATION_ID, caused_by
+from kronika.domain.events import RecordedEvent
+from kronika.runtime.processor import Context, Processor
+from kronika.store.processing import (
+    FailedKey,
+    FailureAction,
+    FailureState,
+    LeaseLost,
+    ProcessingStore,
+    ProcessingTransaction,
+)
+from kronika.store.protocol import EventStore
+
+__all__ = ["PartitionRunner", "events_of_key"]
+
+log = logging.getLogger("kronika.runtime")
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def events_of_key(
+    store: EventStore, processor: Processor, key: str, start: int, end: int
+) -> list[RecordedEvent]:
+    """The processor's events of ``key`` with positions from ``start`` to ``end`` inclusive."""
+    found: list[RecordedEvent] = []
+    position = start
+    while position <= end:
+        page = await store.read_all(
+            from_position=position,
+            limit=1_000,
+            types=processor.types,
+            categories=processor.categories,
+        )
+        for event in page:
+            if event.position > end:
+                return found
+            if processor.key(event) == key:
+                found.append(event)
+        if not page:
+            break
+        position = page[-1].position + 1
+    return found
+
+
+class PartitionRunner:
+    """Handles the events of one partition, in order, until cancelled."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        partition: int,
+        *,
+        store: EventStore,
+        processing: ProcessingStore,
+        checkpoint: int,
+        failures: dict[str, FailedKey],
+        owner: str,
+        clock: Clock = _now,
+    ) -> None:
+        self.processor = processor
+        self.partition = partition
+        self.store = store
+        self.processing = processing
+        self.checkpoint = checkpoint
+        self.failures = failures
+        self.owner = owner
+        self.clock = clock
+        self.queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=processor.batch_size * 4)
+        self.requests: list[FailedKey] = []
+        self.handled = 0
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Handle queued events and due retries until cancelled."""
+        while True:
+            batch = await self._next_batch()
+            await self.retry_due()
+            if batch:
+                await self.process(batch)
+
+    async def _next_batch(self) -> list[RecordedEvent]:
+        try:
+            first = await asyncio.wait_for(self.queue.get(), self._idle_timeout())
+        except TimeoutError:
+            return []
+        batch = [first]
+        while len(batch) < self.processor.batch_size and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+    def _idle_timeout(self) -> float:
+        due = [f.next_retry_at for f in self.failures.values() if f.next_retry_at is not None]
+        if not due:
+            return 1.0
+        return max(0.0, min(1.0, (min(due) - self.clock()).total_seconds()))
+
+    async def drain(self) -> None:
+        """Handle everything already queued (used on shutdown)."""
+        batch: list[RecordedEvent] = []
+        while not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        if batch:
+            await self.process(batch)
+
+    # -- handling ---------------------------------------------------------------------
+
+    async def process(self, batch: list[RecordedEvent]) -> None:
+        """Handle a batch in one transaction; on failure find and park the failing key."""
+        events = [e for e in batch if e.position > self.checkpoint]
+        if not events:
+            return
+        try:
+            async with self.processing.transaction() as tx:
+                for event in events:
+                    if self.processor.key(event) not in self.failures:
+                        await self._call(event, tx)
+                await self._fence(tx, events[-1].position)
+        except LeaseLost:
+            raise
+        except Exception:
+            await self._one_by_one(events)
+        else:
+            self.handled += len(events)
+        self.checkpoint = events[-1].position
+
+    async def _one_by_one(self, events: list[RecordedEvent]) -> None:
+        for event in events:
+            key = self.processor.key(event)
+            if key not in self.failures:
+                try:
+                    async with self.processing.transaction() as tx:
+                        await self._call(event, tx)
+                        await self._fence(tx, event.position)
+                    self.handled += 1
+                    continue
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    await self._park(event, exc)
+        async with self.processing.transaction() as tx:
+            await self._fence(tx, events[-1].position)
+
+    async def _call(self, event: RecordedEvent, tx: ProcessingTransaction) -> None:
+        correlation = event.metadata.get(CORRELATION_ID)
+        with caused_by(event.id, correlation):
+            await self.processor.handle(event, Context(event, tx, self.store))
+
+    async def _fence(self, tx: ProcessingTransaction, position: int) -> None:
+        await tx.set_checkpoint(self.processor.name, self.partition, position, owner=self.owner)
+
+    # -- failures ---------------------------------------------------------------------
+
+    async def _park(self, event: RecordedEvent, exc: Exception) -> None:
+        now = self.clock()
+        failure = self._next_attempt(
+            FailedKey(
+                processor=self.processor.name,
+                partition=self.partition,
+                key=self.processor.key(event),
+                position=event.position,
+                event_id=event.id,
+                event_type=event.type,
+                attempts=0,
+                error="",
+                stack="",
+                first_failed_at=now,
+                last_failed_at=now,
+                next_retry_at=None,
+                state=FailureState.RETRYING,
+            ),
+            event,
+            exc,
+        )
+        async with self.processing.transaction() as tx:
+            await tx.save_failure(failure)
+            await self._fence(tx, event.position)
+
+    def _next_attempt(self, failure: FailedKey, event: RecordedEvent, exc: Exception) -> FailedKey:
+        attempts = failure.attempts + 1
+        quarantined = attempts >= self.processor.retry.max_attempts
+        now = self.clock()
+        updated = replace(
+            failure,
+            position=event.position,
+            event_id=event.id,
+            event_type=event.type,
+            attempts=attempts,
+            error=f"{type(exc).__name__}: {exc}",
+            stack="".join(traceback.format_exception(exc)),
+            last_failed_at=now,
+            next_retry_at=None
+            if quarantined
+            else now + timedelta(seconds=self.processor.retry.delay(attempts)),
+            state=FailureState.QUARANTINED if quarantined else FailureState.RETRYING,
+        )
+        self.failures[updated.key] = updated
+        log.warning(
+            "handler failed",
+            extra={
+                "action": "quarantine" if quarantined else "park",
+                "processor": self.processor.name,
+                "partition": self.partition,
+                "key": updated.key,
+                "event_id": str(event.id),
+                "event_type": event.type,
+                "attempts": attempts,
+                "error": updated.error,
+            },
+        )
+        return updated
+
+    def request(self, failure: FailedKey) -> None:
+        """Queue an operator's request (from storage) for this runner's own loop to carry out."""
+        self.requests.append(failure)
+
+    async def _apply_requests(self) -> None:
+        if not self.requests:
+            return
+        self.requests.clear()
+        current = {f.key: f for f in await self.processing.failures(self.processor.name)}
+        for stored in current.values():
+            local = self.failures.get(stored.key)
+            if local is None or stored.requested is None or stored.partition != self.partition:
+                continue
+            now = self.clock()
+            if stored.requested is FailureAction.SKIP:
+                local = replace(local, position=local.position + 1)
+            local = replace(local, attempts=0, state=FailureState.RETRYING, next_retry_at=now)
+            self.failures[local.key] = local
+            async with self.processing.transaction() as tx:
+                await tx.save_failure(local)
+                await tx.clear_request(self.processor.name, local.key)
+                await self._fence(tx, self.checkpoint)
+            log.info(
+                "operator request",
+                extra={
+                    "action": stored.requested.value,
+                    "processor": self.processor.name,
+                    "key": local.key,
+                },
+            )
+
+    async def retry_due(self) -> None:
+        """Carry out operators' requests, then retry every parked key whose time has come."""
+        await self._apply_requests()
+        now = self.clock()
+        for failure in list(self.failures.values()):
+            due = failure.next_retry_at
+            if failure.state is FailureState.RETRYING and due is not None and due <= now:
+                await self._retry(failure)
+
+    async def _retry(self, failure: FailedKey) -> None:
+        events = await events_of_key(
+            self.store, self.processor, failure.key, failure.position, self.checkpoint
+        )
+        for event in events:
+            try:
+                async with self.processing.transaction() as tx:
+                    await self._call(event, tx)
+                    failure = replace(failure, position=event.position + 1)
+                    await tx.save_failure(failure)
+                    await self._fence(tx, self.checkpoint)
+                self.failures[failure.key] = failure
+                self.handled += 1
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                failure = self._next_attempt(failure, event, exc)
+                async with self.processing.transaction() as tx:
+                    await tx.save_failure(failure)
+                    await self._fence(tx, self.checkpoint)
+                return
+        async with self.processing.transaction() as tx:
+            await tx.clear_failure(self.processor.name, failure.key)
+            await self._fence(tx, self.checkpoint)
+        self.failures.pop(failure.key, None)
+        log.info(
+            "parked key recovered",
+            extra={"action": "unpark", "processor": self.processor.name, "key": failure.key},
+        )

@@ -1,0 +1,233 @@
+"""Workers run processors: leases, routing events to partitions, shutdown with a drain.
+
+Every worker heartbeats and sees the same sorted list of live workers, so all of them
+compute the same assignment (partition ``p`` goes to live worker ``p % n``). A worker claims
+the leases of its partitions and releases the others; when a worker dies its heartbeat and
+leases lapse after ``lease_ttl`` seconds and the survivors take its partitions over. Each
+processing transaction checks the lease (see :mod:`.partition`), so two workers never both
+commit work for one partition.
+
+A worker runs one loop plus side tasks per processor: the lease keeper and the pipeline (a
+subscription that routes each event to its partition's runner, and the runners). The first
+side task that fails stops the worker. On :meth:`Worker.stop` intake stops, runners finish
+what they hold within ``drain_timeout``, leases are released, and :meth:`Worker.run` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+
+from kronika.runtime.partition import PartitionRunner
+from kronika.runtime.processor import Processor
+from kronika.store.processing import LeaseLost, ProcessingStore
+from kronika.store.protocol import EventStore
+
+__all__ = ["ProcessorRunner", "Worker", "assigned_partitions", "processing_of"]
+
+log = logging.getLogger("kronika.runtime")
+
+
+def processing_of(store: EventStore) -> ProcessingStore:
+    """The runtime state store of an event store (SQL and memory backends have one)."""
+    processing = getattr(store, "processing", None)
+    if processing is None:
+        raise TypeError(f"the {store.engine} store cannot run processors")
+    return processing  # type: ignore[no-any-return]
+
+
+def assigned_partitions(partitions: int, workers: Sequence[str], me: str) -> list[int]:
+    """The partitions ``me`` should own when ``workers`` (sorted) are alive."""
+    if me not in workers:
+        return []
+    index, count = workers.index(me), len(workers)
+    return [p for p in range(partitions) if p % count == index]
+
+
+class ProcessorRunner:
+    """Runs one processor's partitions that this worker holds, until cancelled."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        store: EventStore,
+        *,
+        owner: str,
+        lease_ttl: float,
+        drain_timeout: float,
+    ) -> None:
+        self.processor = processor
+        self.store = store
+        self.processing = processing_of(store)
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.drain_timeout = drain_timeout
+        self.owned: frozenset[int] = frozenset()
+        self.runners: dict[int, PartitionRunner] = {}
+        self._pipeline: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Keep leases and the pipeline in step until cancelled or stopped."""
+        name = self.processor.name
+        await self.processing.register_processor(name, self.processor.partitions)
+        try:
+            while not self._stopping.is_set():
+                await self._step()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.lease_ttl / 3)
+        finally:
+            await self._stop_pipeline(drain=True)
+            await self.processing.release_leases(name, self.owner)
+
+    def stop(self) -> None:
+        """Stop taking events; :meth:`run` drains and returns."""
+        self._stopping.set()
+
+    async def _step(self) -> None:
+        record = await self.processing.processor(self.processor.name)
+        workers = await self.processing.worker_heartbeat(self.owner, self.lease_ttl)
+        wanted = (
+            []
+            if record is None or record.paused
+            else assigned_partitions(self.processor.partitions, workers, self.owner)
+        )
+        await self.processing.release_leases_except(self.processor.name, self.owner, wanted)
+        held = frozenset(
+            await self.processing.acquire_leases(
+                self.processor.name, wanted, self.owner, self.lease_ttl
+            )
+        )
+        pipeline_failed = self._pipeline is not None and self._pipeline.done()
+        if held != self.owned or pipeline_failed:
+            await self._stop_pipeline(drain=not pipeline_failed)
+            self.owned = held
+            if held:
+                await self._start_pipeline()
+        await self._deliver_requests()
+
+    async def _deliver_requests(self) -> None:
+        for failure in await self.processing.failures(self.processor.name):
+            runner = self.runners.get(failure.partition)
+            if failure.requested is not None and runner is not None:
+                runner.request(failure)
+
+    async def _start_pipeline(self) -> None:
+        record = await self.processing.processor(self.processor.name)
+        assert record is not None
+        failures = await self.processing.failures(self.processor.name)
+        self.runners = {
+            p: PartitionRunner(
+                self.processor,
+                p,
+                store=self.store,
+                processing=self.processing,
+                checkpoint=record.checkpoints.get(p, 0),
+                owner=self.owner,
+                failures={f.key: f for f in failures if f.partition == p},
+            )
+            for p in sorted(self.owned)
+        }
+        self._pipeline = asyncio.create_task(
+            self._run_pipeline(), name=f"kronika-{self.processor.name}"
+        )
+        log.info(
+            "partitions taken",
+            extra={
+                "action": "start",
+                "processor": self.processor.name,
+                "partitions": sorted(self.owned),
+            },
+        )
+
+    async def _run_pipeline(self) -> None:
+        tasks = [
+            asyncio.create_task(r.run(), name=f"partition-{p}") for p, r in self.runners.items()
+        ]
+        tasks.append(asyncio.create_task(self._route(), name="router"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None and not isinstance(task.exception(), LeaseLost):
+                    log.error(
+                        "processor pipeline failed",
+                        exc_info=task.exception(),
+                        extra={"processor": self.processor.name},
+                    )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _route(self) -> None:
+        start = min(r.checkpoint for r in self.runners.values()) + 1
+        async for event in self.store.subscribe(
+            from_position=start, types=self.processor.types, categories=self.processor.categories
+        ):
+            runner = self.runners.get(self.processor.partition(event))
+            if runner is not None and event.position > runner.checkpoint:
+                await runner.queue.put(event)
+
+    async def _stop_pipeline(self, *, drain: bool) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is None:
+            return
+        pipeline.cancel()
+        await asyncio.gather(pipeline, return_exceptions=True)
+        if drain:
+            with contextlib.suppress(TimeoutError, LeaseLost):
+                await asyncio.wait_for(
+                    asyncio.gather(*(r.drain() for r in self.runners.values())), self.drain_timeout
+                )
+        self.runners = {}
+
+
+class Worker:
+    """Runs processors until :meth:`stop`; several workers share them through leases."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        processors: Sequence[Processor],
+        *,
+        worker_id: str | None = None,
+        lease_ttl: float = 10.0,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        names = [p.name for p in processors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"processor names must be unique, got {names}")
+        self.store = store
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.runners = [
+            ProcessorRunner(
+                p, store, owner=self.id, lease_ttl=lease_ttl, drain_timeout=drain_timeout
+            )
+            for p in processors
+        ]
+
+    async def run(self) -> None:
+        """Run every processor; returns after :meth:`stop` once drained."""
+        log.info("worker started", extra={"action": "start", "worker": self.id})
+        tasks = [
+            asyncio.create_task(r.run(), name=f"processor-{r.processor.name}") for r in self.runners
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            log.info("worker stopped", extra={"action": "stop", "worker": self.id})
+
+    def stop(self) -> None:
+        """Stop intake; :meth:`run` returns when in-flight work is drained."""
+        for runner in self.runners:
+            runner.stop()

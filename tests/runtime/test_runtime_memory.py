@@ -1,0 +1,134 @@
+"""The processing runtime on the memory store: partitions, failures, retries, leases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+import kronika
+from kronika import NewEvent, RecordedEvent, RetryPolicy
+from kronika.runtime import Context, Projection, Worker, on
+from kronika.runtime.worker import assigned_partitions, processing_of
+from kronika.store.processing import FailureAction, FailureState
+from kronika.store.protocol import EventStore
+
+broken: set[str] = set()
+
+
+class Ledger(Projection):
+    """Appends each event's number to a document per stream; fails on streams in `broken`."""
+
+    name = "ledger"
+    partitions = 4
+    batch_size = 10
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.05, jitter=False)
+
+    @on("Numbered")
+    async def numbered(self, event: RecordedEvent, ctx: Context) -> None:
+        if event.stream in broken or f"{event.stream}/{event.data['n']}" in broken:
+            raise RuntimeError(f"cannot handle {event.stream}")
+        doc = await ctx.documents.get("ledger", event.stream) or {"seen": []}
+        doc["seen"].append(event.data["n"])
+        await ctx.documents.put("ledger", event.stream, doc)
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def ledger(store: EventStore, stream: str) -> list[int]:
+    async with processing_of(store).documents_reader() as docs:
+        doc = await docs.get("ledger", stream)
+    return [] if doc is None else doc["seen"]
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[EventStore]:
+    broken.clear()
+    async with kronika.open_store("memory://") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def worker(store: EventStore) -> AsyncIterator[Worker]:
+    running = Worker(store, [Ledger()], lease_ttl=1.0, drain_timeout=5)
+    task = asyncio.create_task(running.run())
+    yield running
+    running.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def append_numbers(store: EventStore, stream: str, numbers: range) -> None:
+    for n in numbers:
+        await store.append(stream, [NewEvent("Numbered", {"n": n})])
+
+
+def test_assignment_spreads_partitions_over_live_workers() -> None:
+    assert assigned_partitions(8, ["a", "b", "c"], "a") == [0, 3, 6]
+    assert assigned_partitions(8, ["a", "b", "c"], "c") == [2, 5]
+    assert assigned_partitions(8, ["a"], "a") == list(range(8))
+    assert assigned_partitions(8, ["a"], "z") == []
+
+
+async def test_a_projection_catches_up_and_stays_live(store: EventStore, worker: Worker) -> None:
+    await append_numbers(store, "s-1", range(5))
+    await append_numbers(store, "s-2", range(3))
+    await wait_for(lambda: _equals(ledger(store, "s-1"), [0, 1, 2, 3, 4]))
+    await append_numbers(store, "s-2", range(3, 6))
+    await wait_for(lambda: _equals(ledger(store, "s-2"), list(range(6))))
+
+
+async def _equals(got: Awaitable[list[int]], expected: list[int]) -> bool:
+    return await got == expected
+
+
+async def test_a_poison_event_parks_only_its_key(store: EventStore, worker: Worker) -> None:
+    broken.add("bad-1")
+    await append_numbers(store, "bad-1", range(3))
+    await append_numbers(store, "good-1", range(3))
+    await wait_for(lambda: _equals(ledger(store, "good-1"), [0, 1, 2]))
+    processing = processing_of(store)
+
+    async def quarantined() -> bool:
+        failures = await processing.failures("ledger")
+        return bool(failures) and failures[0].state is FailureState.QUARANTINED
+
+    await wait_for(quarantined)
+    [failure] = await processing.failures("ledger")
+    assert (failure.key, failure.attempts, failure.event_type) == ("bad-1", 3, "Numbered")
+    assert "RuntimeError: cannot handle bad-1" in failure.error
+    assert "Traceback" in failure.stack
+    assert await ledger(store, "bad-1") == []
+
+    await append_numbers(store, "bad-1", range(3, 5))  # more events for the parked key
+    await append_numbers(store, "good-1", range(3, 4))
+    await wait_for(lambda: _equals(ledger(store, "good-1"), [0, 1, 2, 3]))
+
+    broken.clear()  # the handler is fixed
+    assert await processing.request("ledger", "bad-1", FailureAction.RETRY)
+    await wait_for(lambda: _equals(ledger(store, "bad-1"), [0, 1, 2, 3, 4]))
+    await wait_for(lambda: _no_failures(store))
+
+
+async def _no_failures(store: EventStore) -> bool:
+    return not await processing_of(store).failures("ledger")
+
+
+async def test_skipping_moves_past_the_failing_event(store: EventStore, worker: Worker) -> None:
+    broken.add("odd-1/0")  # only the first event is poison, and stays so
+    await append_numbers(store, "odd-1", range(2))
+    processing = processing_of(store)
+
+    async def failed() -> bool:
+        return bool(await processing.failures("ledger"))
+
+    await wait_for(failed)
+    assert await processing.request("ledger", "odd-1", FailureAction.SKIP)
+    await wait_for(lambda: _equals(ledger(store, "odd-1"), [1]))
+    assert not await processing.request("ledger", "nothing", FailureAction.SKIP)
