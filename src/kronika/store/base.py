@@ -55,6 +55,7 @@ __all__ = [
     "check_stream_expectation",
     "decode_json",
     "encode_json",
+    "resolve_multi_retry",
     "resolve_retry",
 ]
 
@@ -203,6 +204,35 @@ def resolve_retry(append: PreparedAppend, stored: Sequence[RecordedEvent]) -> Ap
         previous = old
     assert previous is not None
     return AppendResult(previous.version, previous.position)
+
+
+def resolve_multi_retry(
+    appends: Sequence[PreparedAppend], stored: Sequence[Sequence[RecordedEvent]]
+) -> dict[str, AppendResult] | None:
+    """Apply :func:`resolve_retry` to a multi-stream append (``stored`` is per append).
+
+    Returns the first results of the streams that carry events when the whole append is a
+    retry (streams that were only checked are left for the caller to report), ``None`` when
+    nothing of it is stored, and raises ``DuplicateEventError`` when only part of it is.
+    """
+    results: dict[str, AppendResult] = {}
+    fresh: PreparedAppend | None = None
+    for append, found in zip(appends, stored, strict=True):
+        if not append.events:
+            continue
+        result = resolve_retry(append, found)
+        if result is None:
+            fresh = append
+        else:
+            results[append.stream] = result
+    if not results:
+        return None
+    if fresh is not None:
+        first = next(iter(results))
+        raise DuplicateEventError(
+            first, f"in stream {first!r}, but stream {fresh.stream!r} of this append is new"
+        )
+    return results
 
 
 class Notifier:

@@ -57,14 +57,17 @@ def parse_options(
         elif key in passthrough:
             kept.append((key, value))
         else:
-            raise ConfigurationError(f"unknown store option {key!r} in the URL; known: {sorted(allowed)}")
+            raise ConfigurationError(
+                f"unknown store option {key!r} in the URL; known: {sorted(allowed)}"
+            )
     for key, value in options.items():
         if key not in allowed:
             raise ConfigurationError(f"unknown store option {key!r}; known: {sorted(allowed)}")
         found[key] = value
     typed = {k: _convert(k, v, allowed[k]) for k, v in found.items()}
-    rest = urlunsplit(parts._replace(query=urlencode(kept)))
-    return rest, typed
+    # Cut the query off by hand: urlunsplit would turn "sqlite:////abs.db" into "sqlite://abs.db".
+    base = url.split("?", 1)[0]
+    return (f"{base}?{urlencode(kept)}" if kept else base), typed
 
 
 def redact_url(url: str) -> str:

@@ -387,6 +387,27 @@ class EventStoreContract:
         assert await store.append_multi(appends) == first
         assert len(await store.read_all()) == 2
 
+    async def test_a_retried_multi_append_with_a_checked_stream_is_a_retry(
+        self, store: EventStore
+    ) -> None:
+        await store.append("customer-1", [ev("Registered")])
+        appends = [
+            StreamAppend("order-1", [ev()]),
+            StreamAppend("customer-1", [], expected_version=0),
+        ]
+        first = await store.append_multi(appends)
+        assert await store.append_multi(appends) == first
+        assert len(await store.read_all()) == 2
+
+    async def test_a_multi_append_mixing_stored_and_new_streams_is_refused(
+        self, store: EventStore
+    ) -> None:
+        stored = StreamAppend("a-1", [ev()])
+        await store.append_multi([stored])
+        with pytest.raises(DuplicateEventError):
+            await store.append_multi([stored, StreamAppend("a-2", [ev()])])
+        assert len(await store.read_all()) == 1
+
     # -- consistency boundary conditions ----------------------------------------------
 
     async def test_condition_fails_on_a_matching_event_after_the_position(

@@ -31,7 +31,7 @@ from kronika.store.base import (
     StoreBase,
     check_stream_expectation,
     decode_json,
-    resolve_retry,
+    resolve_multi_retry,
 )
 from kronika.store.memory.processing import MemoryProcessing
 from kronika.store.options import parse_options
@@ -137,14 +137,9 @@ class MemoryEventStore(StoreBase):
         self, appends: list[PreparedAppend], condition: AppendCondition | None
     ) -> MultiAppendResult:
         results: dict[str, AppendResult] = {}
-        retried = [resolve_retry(a, self._existing(a)) for a in appends]
-        if all(r is not None for r in retried) and any(a.events for a in appends):
-            for append, result in zip(appends, retried, strict=True):
-                assert result is not None
-                results[append.stream] = result
-            return MultiAppendResult(
-                streams=results, position=max(r.position for r in results.values())
-            )
+        retry = self._as_retry(appends)
+        if retry is not None:
+            return retry
         for append in appends:
             stream = self._stream(append.stream)
             check_stream_expectation(
@@ -161,6 +156,19 @@ class MemoryEventStore(StoreBase):
         if position:
             self._notifier.notify()
         return MultiAppendResult(streams=results, position=position)
+
+    def _as_retry(self, appends: list[PreparedAppend]) -> MultiAppendResult | None:
+        """The first result if this append is a retry of a stored one."""
+        results = resolve_multi_retry(appends, [self._existing(a) for a in appends])
+        if results is None:
+            return None
+        for append in appends:
+            if not append.events:
+                results[append.stream] = self._write(append)
+        ordered = {a.stream: results[a.stream] for a in appends}
+        return MultiAppendResult(
+            streams=ordered, position=max(r.position for r in results.values())
+        )
 
     def _write(self, append: PreparedAppend) -> AppendResult:
         key = (self.namespace, append.stream)

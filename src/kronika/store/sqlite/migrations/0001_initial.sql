@@ -1,0 +1,77 @@
+-- Migration 0001: the initial schema of the SQLite backend.
+
+-- Which migrations have been applied. Migration 0001 creates it.
+CREATE TABLE schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    checksum   TEXT    NOT NULL,
+    applied_at TEXT    NOT NULL
+) STRICT;
+
+-- The global log. position is the rowid: unique, increasing, never reused (AUTOINCREMENT
+-- keeps the high-water mark in sqlite_sequence even after the newest events are deleted).
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace      TEXT    NOT NULL,
+    stream         TEXT    NOT NULL,
+    category       TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    id             BLOB    NOT NULL,
+    type           TEXT    NOT NULL,
+    data           BLOB    NOT NULL,
+    metadata       BLOB    NOT NULL,
+    tags           TEXT,
+    correlation_id TEXT,
+    recorded_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE UNIQUE INDEX events_stream_version ON events (namespace, stream, version);
+
+CREATE UNIQUE INDEX events_id ON events (namespace, id);
+
+CREATE INDEX events_namespace_position ON events (namespace, position);
+
+CREATE INDEX events_type ON events (namespace, type, position);
+
+CREATE INDEX events_category ON events (namespace, category, position);
+
+CREATE INDEX events_correlation ON events (namespace, correlation_id, position)
+    WHERE correlation_id IS NOT NULL;
+
+-- One row per (event, distinct tag), for tag filters and append conditions.
+CREATE TABLE event_tags (
+    namespace TEXT    NOT NULL,
+    tag       TEXT    NOT NULL,
+    position  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, tag, position)
+) STRICT, WITHOUT ROWID;
+
+-- One row per stream that ever had an event, settings, or a tombstone.
+CREATE TABLE streams (
+    namespace        TEXT    NOT NULL,
+    stream           TEXT    NOT NULL,
+    version          INTEGER,
+    state            TEXT    NOT NULL DEFAULT 'active'
+                     CHECK (state IN ('active', 'deleted', 'tombstoned')),
+    truncated_before INTEGER NOT NULL DEFAULT 0,
+    max_age          REAL,
+    max_count        INTEGER,
+    metadata         BLOB    NOT NULL DEFAULT X'7B7D',
+    PRIMARY KEY (namespace, stream)
+) STRICT, WITHOUT ROWID;
+
+-- Events are immutable: only the store's delete and truncate paths remove them.
+CREATE TRIGGER events_immutable BEFORE UPDATE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'kronika: events are immutable; they can only be deleted by the store');
+END;
+
+-- Deleting an event deletes its tag rows.
+CREATE TRIGGER events_delete_tags AFTER DELETE ON events
+WHEN old.tags IS NOT NULL
+BEGIN
+    DELETE FROM event_tags
+    WHERE namespace = old.namespace
+      AND tag IN (SELECT value FROM json_each(old.tags))
+      AND position = old.position;
+END;

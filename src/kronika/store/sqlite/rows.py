@@ -1,0 +1,150 @@
+"""Mapping between SQLite rows and Kronika values."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, SafeUUID, uuid4
+
+import orjson
+
+from kronika.domain.events import RecordedEvent, StreamInfo, StreamState
+from kronika.store.base import decode_json
+
+__all__ = ["EventRow", "StreamRow", "decode_events", "encode_tags"]
+
+EventRow = tuple[int, bytes, str, int, str, bytes, bytes, "str | None", int]
+"""position, id, stream, version, type, data, metadata, tags, recorded_at (µs since epoch)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STATES = {state.value: state for state in StreamState}
+
+
+_FIELDS = ("id", "stream", "version", "position", "type", "data", "metadata", "tags", "recorded_at")
+if tuple(f.name for f in dataclasses.fields(RecordedEvent)) != _FIELDS:  # pragma: no cover
+    raise ImportError("RecordedEvent's fields changed: update kronika.store.sqlite.rows")
+
+
+@functools.cache
+def _slot_setters() -> tuple[Callable[[RecordedEvent, Any], None], ...]:
+    """The slot descriptors' setters of RecordedEvent, in ``_FIELDS`` order."""
+    return tuple(getattr(RecordedEvent, name).__set__ for name in _FIELDS)
+
+
+def _uuid_setters() -> tuple[Callable[[UUID, Any], None], Callable[[UUID, Any], None]] | None:
+    """Setters of UUID's ``int`` and ``is_safe`` slots, if this Python has them.
+
+    ``UUID(bytes=...)`` is pure Python with many checks and costs as much as the rest of
+    decoding a row; setting the two slots directly is 4x faster and gives an equal UUID.
+    """
+    set_int = getattr(UUID.__dict__.get("int"), "__set__", None)
+    set_safe = getattr(UUID.__dict__.get("is_safe"), "__set__", None)
+    if set_int is None or set_safe is None:  # pragma: no cover
+        return None
+    probe = uuid4()
+    fast: UUID = object.__new__(UUID)
+    set_int(fast, int.from_bytes(probe.bytes))
+    set_safe(fast, SafeUUID.unknown)
+    return (set_int, set_safe) if fast == probe and str(fast) == str(probe) else None
+
+
+_UUID_SETTERS = _uuid_setters()
+
+
+def decode_events(rows: Iterable[EventRow]) -> list[RecordedEvent]:
+    """Decode event rows; the events of one append share one ``recorded_at`` object.
+
+    The hot path of every read, so it works column by column (``map`` runs the JSON
+    decoding in C) and sets the slots of RecordedEvent (which has no ``__post_init__``)
+    and UUID directly: 2-3x faster than calling their constructors.
+    """
+    rows = list(rows)
+    if not rows:
+        return []
+    positions, ids, streams, versions, types, datas, metas, tag_lists, micros = zip(
+        *rows, strict=True
+    )
+    loads, new = orjson.loads, object.__new__
+    columns = zip(positions, _uuids(ids), streams, versions, types, map(loads, datas),
+                  map(loads, metas), tag_lists, micros, strict=True)  # fmt: skip
+    set_id, set_stream, set_version, set_position, set_type, *rest = _slot_setters()
+    set_data, set_metadata, set_tags, set_recorded_at = rest
+    events: list[RecordedEvent] = []
+    last_micros, recorded_at = -1, _EPOCH
+    for position, id_, stream, version, type_, data, metadata, tags, at in columns:
+        if at != last_micros:
+            last_micros, recorded_at = at, _EPOCH + timedelta(microseconds=at)
+        event = new(RecordedEvent)
+        set_id(event, id_)
+        set_stream(event, stream)
+        set_version(event, version)
+        set_position(event, position)
+        set_type(event, type_)
+        set_data(event, data)
+        set_metadata(event, metadata)
+        set_tags(event, tuple(loads(tags)) if tags else ())
+        set_recorded_at(event, recorded_at)
+        events.append(event)
+    return events
+
+
+def _uuids(raw_ids: tuple[bytes, ...]) -> list[UUID]:
+    """UUIDs from 16-byte values."""
+    if _UUID_SETTERS is None:  # pragma: no cover
+        return [UUID(bytes=raw) for raw in raw_ids]
+    set_int, set_safe = _UUID_SETTERS
+    new, unknown = object.__new__, SafeUUID.unknown
+    uuids: list[UUID] = []
+    for number in map(int.from_bytes, raw_ids):
+        value = new(UUID)
+        set_int(value, number)
+        set_safe(value, unknown)
+        uuids.append(value)
+    return uuids
+
+
+def encode_tags(tags: tuple[str, ...]) -> str | None:
+    """The ``tags`` column: a JSON array, or NULL when there are none."""
+    return orjson.dumps(tags).decode() if tags else None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    """A row of the ``streams`` table."""
+
+    version: int | None
+    """Version of the stream's last event, ``None`` if it never had one."""
+    state: StreamState
+    """Active, soft-deleted or tombstoned."""
+    truncated_before: int
+    """Versions below this were removed."""
+    max_age: float | None
+    """Retention by age, in seconds."""
+    max_count: int | None
+    """Retention by count."""
+    metadata: bytes
+    """Free-form metadata, as JSON."""
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...] | None) -> StreamRow | None:
+        """Map a ``select_stream`` row (``None`` when the stream does not exist)."""
+        if row is None:
+            return None
+        version, state, truncated_before, max_age, max_count, metadata = row
+        return cls(version, _STATES[state], truncated_before, max_age, max_count, metadata)
+
+    def info(self, stream: str) -> StreamInfo:
+        """The public :class:`StreamInfo` of this row."""
+        return StreamInfo(
+            stream=stream,
+            version=self.version,
+            state=self.state,
+            truncated_before=self.truncated_before,
+            max_age=self.max_age,
+            max_count=self.max_count,
+            metadata=decode_json(self.metadata),
+        )
