@@ -48,7 +48,7 @@ from kronika.errors import (
 from kronika.store import open_store
 from kronika.store.protocol import EventStore
 
-__all__ = ["EventStoreContract", "collect", "ev"]
+__all__ = ["EventStoreContract", "SnapshotContract", "collect", "ev"]
 
 
 def ev(type_: str = "Happened", data: dict[str, Any] | None = None, **kwargs: Any) -> NewEvent:
@@ -724,3 +724,59 @@ class EventStoreContract:
             streams.setdefault(event.stream, []).append(event.version)
         for name, versions in streams.items():
             assert versions == list(range(len(versions))), f"versions of {name} are not gap-free"
+
+
+@pytest.mark.asyncio
+class SnapshotContract:
+    """Snapshot storage (``write_snapshot`` / ``read_snapshot``). Give it ``store_url`` too."""
+
+    @pytest.fixture
+    def store_url(self) -> str:
+        """Override: the URL of a fresh, empty store."""
+        raise NotImplementedError("subclasses of SnapshotContract must define store_url")
+
+    @pytest_asyncio.fixture
+    async def store(self, store_url: str) -> AsyncIterator[EventStore]:
+        """An open store on ``store_url``."""
+        async with open_store(store_url) as store:
+            yield store
+
+    async def test_the_latest_snapshot_replaces_older_ones(self, store: EventStore) -> None:
+        await store.append("s-1", [ev() for _ in range(5)])
+        assert await store.read_snapshot("s-1") is None
+        await store.write_snapshot("s-1", 2, {"total": 3, "when": "now"}, schema_version=4)
+        await store.write_snapshot("s-1", 4, {"total": 5})
+        snapshot = await store.read_snapshot("s-1")
+        assert snapshot is not None
+        assert (snapshot.stream, snapshot.version, snapshot.schema_version) == ("s-1", 4, 1)
+        assert snapshot.state == {"total": 5}
+
+    async def test_snapshots_survive_truncation_but_not_deletion(self, store: EventStore) -> None:
+        await store.append("s-1", [ev() for _ in range(3)])
+        await store.write_snapshot("s-1", 2, {"n": 3})
+        await store.truncate_stream("s-1", 3)
+        assert await store.read_snapshot("s-1") is not None
+        await store.delete_stream("s-1")
+        assert await store.read_snapshot("s-1") is None
+        await store.append("s-2", [ev()])
+        await store.write_snapshot("s-2", 0, {"n": 1})
+        await store.delete_stream("s-2", hard=True)
+        assert await store.read_snapshot("s-2") is None
+
+    async def test_snapshots_are_per_namespace(self, store_url: str, store: EventStore) -> None:
+        await store.append("s-1", [ev()])
+        await store.write_snapshot("s-1", 0, {"n": 1})
+        async with open_store(store_url, namespace="other") as other:
+            assert await other.read_snapshot("s-1") is None
+
+    async def test_bad_snapshots_are_refused(self, store: EventStore) -> None:
+        await store.append("s-1", [ev()])
+        with pytest.raises(ValidationError):
+            await store.write_snapshot("s-1", -1, {})
+        with pytest.raises(ValidationError):
+            await store.write_snapshot("s-1", 0, {"x": object()})
+        with pytest.raises(StreamNotFound):
+            await store.write_snapshot("nothing-1", 0, {})
+        await store.delete_stream("s-1", hard=True)
+        with pytest.raises(StreamDeleted):
+            await store.write_snapshot("s-1", 0, {})

@@ -1,4 +1,4 @@
-"""The processing runtime on the memory store: partitions, failures, retries, leases."""
+"""The processing runtime on every backend: partitions, failures, retries, leases."""
 
 from __future__ import annotations
 
@@ -48,10 +48,20 @@ async def ledger(store: EventStore, stream: str) -> list[int]:
     return [] if doc is None else doc["seen"]
 
 
+BACKENDS = ["memory"]
+"""Backends whose stores can run processors (each adds itself here when it can)."""
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
 @pytest.fixture
-async def store() -> AsyncIterator[EventStore]:
+async def store(store_url: str) -> AsyncIterator[EventStore]:
     broken.clear()
-    async with kronika.open_store("memory://") as opened:
+    async with kronika.open_store(store_url) as opened:
         yield opened
 
 
