@@ -142,3 +142,58 @@ async def test_skipping_moves_past_the_failing_event(store: EventStore, worker: 
     assert await processing.request("ledger", "odd-1", FailureAction.SKIP)
     await wait_for(lambda: _equals(ledger(store, "odd-1"), [1]))
     assert not await processing.request("ledger", "nothing", FailureAction.SKIP)
+
+
+async def test_status_reports_position_lag_and_failures(store: EventStore) -> None:
+    from kronika.runtime import admin
+
+    projection = Ledger()
+    with pytest.raises(kronika.NotFound):
+        await admin.status(store, projection)
+    broken.add("bad-1")
+    await append_numbers(store, "bad-1", range(2))
+    await append_numbers(store, "good-1", range(3))
+    running = Worker(store, [projection], lease_ttl=1.0)
+    task = asyncio.create_task(running.run())
+    try:
+        await wait_for(lambda: _equals(ledger(store, "good-1"), [0, 1, 2]))
+        await wait_for(lambda: _has_failure(store))
+        state = await admin.status(store, projection)
+        assert state.state is admin.ProcessorState.DEGRADED
+        assert state.owners == (running.id,)
+        assert (state.lag_events, state.lag_capped, state.head) == (
+            0,
+            False,
+            await store.head_position(),
+        )
+        [failure] = await admin.failed_keys(store, "ledger")
+        assert (failure.key, failure.state) == ("bad-1", FailureState.QUARANTINED)
+        dead = await admin.dead_letters(store, projection, "bad-1")
+        assert [e.data["n"] for e in dead] == [0, 1]
+        with pytest.raises(kronika.NotFound):
+            await admin.request_retry(store, "ledger", "good-1")
+        await admin.pause(store, "ledger")
+        await wait_for(lambda: _released(store, projection))
+        await append_numbers(store, "good-1", range(3, 5))
+        await asyncio.sleep(0.5)
+        lagging = await admin.status(store, projection)
+        assert lagging.lag_events == 2
+        assert lagging.lag_seconds > 0
+        await admin.resume(store, "ledger")
+        await wait_for(lambda: _equals(ledger(store, "good-1"), [0, 1, 2, 3, 4]))
+    finally:
+        running.stop()
+        await asyncio.wait_for(task, 10)
+    stopped = await admin.status(store, projection)
+    assert stopped.state is admin.ProcessorState.STOPPED
+
+
+async def _has_failure(store: EventStore) -> bool:
+    return bool(await processing_of(store).failures("ledger"))
+
+
+async def _released(store: EventStore, projection: Ledger) -> bool:
+    from kronika.runtime import admin
+
+    state = await admin.status(store, projection)
+    return state.state is admin.ProcessorState.PAUSED and not state.owners

@@ -1,0 +1,189 @@
+"""Operating processors: state and lag, failed keys, dead letters, retry, skip, pause.
+
+The HTTP API, the CLI and the console call these functions; they work on any store with a
+processing state (memory, SQLite, PostgreSQL) while workers run elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kronika.domain.events import RecordedEvent
+from kronika.errors import NotFound
+from kronika.runtime.partition import events_of_key
+from kronika.runtime.processor import Processor
+from kronika.runtime.worker import processing_of
+from kronika.store.processing import FailedKey, FailureAction, FailureState
+from kronika.store.protocol import EventStore
+
+__all__ = [
+    "LAG_SCAN_LIMIT",
+    "ProcessorState",
+    "ProcessorStatus",
+    "dead_letters",
+    "failed_keys",
+    "pause",
+    "request_retry",
+    "request_skip",
+    "resume",
+    "status",
+]
+
+LAG_SCAN_LIMIT = 10_000
+"""Lag in events is counted exactly up to this many; beyond it ``lag_capped`` is set."""
+
+
+class ProcessorState(enum.Enum):
+    """What a processor is doing, as an operator sees it."""
+
+    RUNNING = "running"
+    """Workers hold its partitions and nothing is failing."""
+    DEGRADED = "degraded"
+    """Running, but some keys are parked or quarantined."""
+    PAUSED = "paused"
+    """An operator paused it."""
+    STOPPED = "stopped"
+    """No worker holds any of its partitions."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessorStatus:
+    """A processor's state, position and lag."""
+
+    name: str
+    """The processor's name."""
+    state: ProcessorState
+    """Running, degraded, paused or stopped."""
+    partitions: int
+    """Its partition count."""
+    position: int
+    """The lowest partition checkpoint: every event up to here is handled."""
+    head: int
+    """The newest position in the store."""
+    lag_events: int
+    """Events of its types and categories not handled yet (counted up to LAG_SCAN_LIMIT)."""
+    lag_capped: bool
+    """True when there are more than ``lag_events`` unhandled events."""
+    lag_seconds: float
+    """Age of the oldest unhandled event (0 when caught up)."""
+    parked: int
+    """Keys being retried."""
+    quarantined: int
+    """Keys out of attempts, waiting for an operator."""
+    owners: tuple[str, ...]
+    """Workers holding its partitions now."""
+
+
+async def status(store: EventStore, processor: Processor) -> ProcessorStatus:
+    """State, position and lag of one processor."""
+    processing = processing_of(store)
+    record = await processing.processor(processor.name)
+    if record is None:
+        raise NotFound(f"processor {processor.name!r} has never run")
+    checkpoints = {p: record.checkpoints.get(p, 0) for p in range(record.partitions)}
+    lag, capped, oldest = await _lag(store, processor, checkpoints)
+    failures = await processing.failures(processor.name)
+    now = datetime.now(UTC)
+    owners = tuple(
+        sorted(
+            {
+                lease.owner
+                for lease in await processing.leases(processor.name)
+                if lease.expires_at > now
+            }
+        )
+    )
+    quarantined = sum(f.state is FailureState.QUARANTINED for f in failures)
+    return ProcessorStatus(
+        name=processor.name,
+        state=_state(record.paused, bool(owners), bool(failures)),
+        partitions=record.partitions,
+        position=min(checkpoints.values()),
+        head=await store.head_position(),
+        lag_events=lag,
+        lag_capped=capped,
+        lag_seconds=0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()),
+        parked=len(failures) - quarantined,
+        quarantined=quarantined,
+        owners=owners,
+    )
+
+
+def _state(paused: bool, held: bool, failing: bool) -> ProcessorState:
+    if paused:
+        return ProcessorState.PAUSED
+    if not held:
+        return ProcessorState.STOPPED
+    return ProcessorState.DEGRADED if failing else ProcessorState.RUNNING
+
+
+async def _lag(
+    store: EventStore, processor: Processor, checkpoints: dict[int, int]
+) -> tuple[int, bool, datetime | None]:
+    """Count unhandled events of the processor, from the lowest checkpoint on."""
+    position, count, oldest = min(checkpoints.values()) + 1, 0, None
+    while count < LAG_SCAN_LIMIT:
+        page = await store.read_all(
+            from_position=position,
+            limit=1_000,
+            types=processor.types,
+            categories=processor.categories,
+        )
+        if not page:
+            return count, False, oldest
+        for event in page:
+            if event.position > checkpoints[processor.partition(event)]:
+                count += 1
+                oldest = oldest or event.recorded_at
+        position = page[-1].position + 1
+    return count, True, oldest
+
+
+async def failed_keys(store: EventStore, processor: str | None = None) -> list[FailedKey]:
+    """Parked and quarantined keys (of one processor, or all), oldest first."""
+    return await processing_of(store).failures(processor)
+
+
+async def dead_letters(store: EventStore, processor: Processor, key: str) -> list[RecordedEvent]:
+    """The events a failed key is holding back, from the failing one on."""
+    processing = processing_of(store)
+    failure = next((f for f in await processing.failures(processor.name) if f.key == key), None)
+    record = await processing.processor(processor.name)
+    if failure is None or record is None:
+        raise NotFound(f"key {key!r} of processor {processor.name!r} is not failed")
+    end = record.checkpoints.get(failure.partition, 0)
+    return await events_of_key(store, processor, key, failure.position, end)
+
+
+async def _request(store: EventStore, processor: str, key: str, action: FailureAction) -> None:
+    if not await processing_of(store).request(processor, key, action):
+        raise NotFound(f"key {key!r} of processor {processor!r} is not failed")
+
+
+async def request_retry(store: EventStore, processor: str, key: str) -> None:
+    """Ask the worker owning the key's partition to retry it now, with fresh attempts."""
+    await _request(store, processor, key, FailureAction.RETRY)
+
+
+async def request_skip(store: EventStore, processor: str, key: str) -> None:
+    """Ask the worker owning the key's partition to skip its failing event."""
+    await _request(store, processor, key, FailureAction.SKIP)
+
+
+async def pause(store: EventStore, processor: str) -> None:
+    """Pause a processor: workers release its partitions until it is resumed."""
+    await _require(store, processor)
+    await processing_of(store).set_paused(processor, True)
+
+
+async def resume(store: EventStore, processor: str) -> None:
+    """Resume a paused processor."""
+    await _require(store, processor)
+    await processing_of(store).set_paused(processor, False)
+
+
+async def _require(store: EventStore, processor: str) -> None:
+    if await processing_of(store).processor(processor) is None:
+        raise NotFound(f"processor {processor!r} has never run")
