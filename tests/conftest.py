@@ -49,4 +49,3 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield f"{postgres_server}{separator}schema={schema}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-

@@ -1,8 +1,11 @@
 """Kronika: an event-sourcing platform for Python.
 
+Example::
+
     async with kronika.open_store("sqlite:///kronika.db") as store:
-        await store.append("order-1", [kronika.NewEvent("OrderPlaced", {"total": 12})],
-                           expected_version=kronika.NO_STREAM)
+        await store.append(
+            "order-1", [kronika.NewEvent("OrderPlaced", {"total": 12})], expected_version=kronika.NO_STREAM
+        )
 """
 
 from kronika.cqrs import (
@@ -33,6 +36,7 @@ from kronika.domain.events import (
     StreamState,
     category_of,
 )
+from kronika.domain.retry import Backoff, RetryPolicy
 from kronika.errors import (
     AggregateNotFound,
     ConcurrencyError,
@@ -55,7 +59,6 @@ from kronika.errors import (
     UnreadableEvent,
     ValidationError,
 )
-from kronika.domain.retry import Backoff, RetryPolicy
 from kronika.store import EventStore, open_store
 
 __version__ = "0.1.0.dev0"

@@ -16,6 +16,9 @@ from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from kronika.cqrs.commands import CommandBus as AsyncCommandBus
+from kronika.cqrs.repository import Repository as AsyncRepository
+from kronika.domain.aggregate import Aggregate
 from kronika.domain.events import (
     ANY,
     AppendCondition,
@@ -27,9 +30,6 @@ from kronika.domain.events import (
     StreamAppend,
     StreamInfo,
 )
-from kronika.cqrs.commands import CommandBus as AsyncCommandBus
-from kronika.cqrs.repository import Repository as AsyncRepository
-from kronika.domain.aggregate import Aggregate
 from kronika.store import open_store as open_async_store
 from kronika.store.protocol import EventStore
 
@@ -45,7 +45,9 @@ class SyncEventStore:
     def __init__(self, store: EventStore) -> None:
         self.async_store = store
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="kronika-sync", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="kronika-sync", daemon=True
+        )
         self._thread.start()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -81,7 +83,10 @@ class SyncEventStore:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -95,7 +100,9 @@ class SyncEventStore:
     ) -> AppendResult:
         """See :meth:`kronika.EventStore.append`."""
         return self._run(
-            self.async_store.append(stream, events, expected_version=expected_version, condition=condition)
+            self.async_store.append(
+                stream, events, expected_version=expected_version, condition=condition
+            )
         )
 
     def append_multi(
@@ -114,7 +121,9 @@ class SyncEventStore:
     ) -> list[RecordedEvent]:
         """See :meth:`kronika.EventStore.read_stream`."""
         return self._run(
-            self.async_store.read_stream(stream, from_version=from_version, backwards=backwards, limit=limit)
+            self.async_store.read_stream(
+                stream, from_version=from_version, backwards=backwards, limit=limit
+            )
         )
 
     def read_all(
@@ -129,7 +138,11 @@ class SyncEventStore:
         """See :meth:`kronika.EventStore.read_all`."""
         return self._run(
             self.async_store.read_all(
-                from_position=from_position, limit=limit, types=types, categories=categories, tags=tags
+                from_position=from_position,
+                limit=limit,
+                types=types,
+                categories=categories,
+                tags=tags,
             )
         )
 
@@ -181,7 +194,9 @@ class SyncEventStore:
     ) -> StreamInfo:
         """See :meth:`kronika.EventStore.set_stream_metadata`."""
         return self._run(
-            self.async_store.set_stream_metadata(stream, max_age=max_age, max_count=max_count, metadata=metadata)
+            self.async_store.set_stream_metadata(
+                stream, max_age=max_age, max_count=max_count, metadata=metadata
+            )
         )
 
 
@@ -194,15 +209,15 @@ class Repository:
 
     def get(self, cls: type[A], aggregate_id: str) -> A:
         """See :meth:`kronika.Repository.get`."""
-        return self.store._run(self.async_repository.get(cls, aggregate_id))  # noqa: SLF001
+        return self.store._run(self.async_repository.get(cls, aggregate_id))
 
     def find(self, cls: type[A], aggregate_id: str) -> A | None:
         """See :meth:`kronika.Repository.find`."""
-        return self.store._run(self.async_repository.find(cls, aggregate_id))  # noqa: SLF001
+        return self.store._run(self.async_repository.find(cls, aggregate_id))
 
     def save(self, *aggregates: Aggregate, read: Sequence[Aggregate] = ()) -> MultiAppendResult:
         """See :meth:`kronika.Repository.save`."""
-        return self.store._run(self.async_repository.save(*aggregates, read=read))  # noqa: SLF001
+        return self.store._run(self.async_repository.save(*aggregates, read=read))
 
 
 class CommandBus:
@@ -215,8 +230,8 @@ class CommandBus:
     def dispatch(self, command: Any, payload: Mapping[str, Any] | None = None) -> Any:
         """See :meth:`kronika.CommandBus.dispatch`; blocks until handled."""
         if payload is None:
-            return self.store._run(self.async_bus.dispatch(command))  # noqa: SLF001
-        return self.store._run(self.async_bus.dispatch(command, payload))  # noqa: SLF001
+            return self.store._run(self.async_bus.dispatch(command))
+        return self.store._run(self.async_bus.dispatch(command, payload))
 
 
 def open_store(url: str | None = None, **options: Any) -> SyncEventStore:

@@ -14,7 +14,12 @@ EXPECTED = "refused: account bob holds 30, cannot withdraw 500\nAnn: 70 EUR\nBob
 
 def run(url: str, cwd: Path) -> str:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE), url], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
+        [sys.executable, str(EXAMPLE), url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -47,7 +52,10 @@ def test_old_account_events_are_upcast(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[str, int]:
         async with kronika.open_store("memory://") as store:
-            await store.append("account-old", [kronika.NewEvent("AccountOpened", {"owner": "Olga"}, {"event_version": 1})])
+            await store.append(
+                "account-old",
+                [kronika.NewEvent("AccountOpened", {"owner": "Olga"}, {"event_version": 1})],
+            )
             repository = kronika.Repository(store, registry=bank.events)
             bus = bank.make_bus(repository)
             await bus.dispatch(bank.Deposit(account_id="old", amount=5))
