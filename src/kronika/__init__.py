@@ -3,9 +3,8 @@
 Example::
 
     async with kronika.open_store("sqlite:///kronika.db") as store:
-        await store.append(
-            "order-1", [kronika.NewEvent("OrderPlaced", {"total": 12})], expected_version=kronika.NO_STREAM
-        )
+        placed = kronika.NewEvent("OrderPlaced", {"total": 12})
+        await store.append("order-1", [placed], expected_version=kronika.NO_STREAM)
 """
 
 from kronika.cqrs import (

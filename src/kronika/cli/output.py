@@ -1,0 +1,131 @@
+"""How the CLI shows things: Rich tables for people, JSON lines for programs, one-line errors.
+
+Normal output goes to stdout; errors and notices go to stderr, so ``--json`` output can be
+piped into another program untouched.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from rich.console import Console, JustifyMethod
+from rich.markup import escape
+from rich.table import Table
+
+from kronika.domain.events import RecordedEvent, StreamInfo
+from kronika.errors import ConfigurationError, KronikaError, ValidationError
+
+__all__ = [
+    "err",
+    "event_line",
+    "event_to_dict",
+    "events_table",
+    "exit_code_for",
+    "info_to_dict",
+    "out",
+    "print_error",
+    "print_json",
+]
+
+out = Console(highlight=False, soft_wrap=True)
+"""stdout, for results."""
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+"""stderr, for errors and notices."""
+
+DATA_WIDTH = 60
+"""Characters of an event's JSON shown in a table cell before it is cut."""
+
+
+def exit_code_for(exc: KronikaError) -> int:
+    """2 for bad input or configuration (the caller must change something), else 1."""
+    return 2 if isinstance(exc, (ValidationError, ConfigurationError)) else 1
+
+
+def print_error(exc: KronikaError) -> None:
+    """Print ``error: <message>`` on stderr, then one line per field error if several."""
+    err.print(f"[bold red]error:[/] {escape(exc.message)}")
+    if isinstance(exc, ValidationError) and len(exc.errors) > 1:
+        for field, message in exc.errors:
+            err.print(f"  {escape(field)}: {escape(message)}")
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as one line of JSON on stdout (UUIDs and datetimes as strings)."""
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+    sys.stdout.flush()
+
+
+def event_to_dict(event: RecordedEvent) -> dict[str, Any]:
+    """A recorded event as a JSON-ready dict."""
+    return {
+        "position": event.position,
+        "stream": event.stream,
+        "version": event.version,
+        "type": event.type,
+        "id": str(event.id),
+        "data": event.data,
+        "metadata": event.metadata,
+        "tags": list(event.tags),
+        "recorded_at": event.recorded_at.isoformat(),
+    }
+
+
+def info_to_dict(info: StreamInfo) -> dict[str, Any]:
+    """Stream information as a JSON-ready dict."""
+    return {
+        "stream": info.stream,
+        "version": info.version,
+        "state": info.state.value,
+        "truncated_before": info.truncated_before,
+        "max_age": info.max_age,
+        "max_count": info.max_count,
+        "metadata": info.metadata,
+    }
+
+
+def _short_json(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= DATA_WIDTH else text[: DATA_WIDTH - 1] + "…"
+
+
+_COLUMNS: list[tuple[str, JustifyMethod, bool]] = [
+    ("pos", "right", True),
+    ("stream", "left", True),
+    ("ver", "right", True),
+    ("type", "left", True),
+    ("tags", "left", False),
+    ("data", "left", False),
+]
+"""Table columns: name, justification, and whether the cell must stay on one line."""
+
+
+def events_table(events: Iterable[RecordedEvent], title: str | None = None) -> Table:
+    """A table of events: position, stream, version, type, tags and data (see ``--json``)."""
+    table = Table(title=title)
+    for name, justify, no_wrap in _COLUMNS:
+        table.add_column(name, justify=justify, no_wrap=no_wrap, overflow="fold")
+    for event in events:
+        table.add_row(*(escape(cell) for cell in _cells(event)))
+    return table
+
+
+def _cells(event: RecordedEvent) -> list[str]:
+    return [
+        str(event.position),
+        event.stream,
+        str(event.version),
+        event.type,
+        "\n".join(event.tags),
+        _short_json(event.data),
+    ]
+
+
+def event_line(event: RecordedEvent) -> str:
+    """One event on one line, for live output (``events tail``)."""
+    stamp = event.recorded_at.strftime("%Y-%m-%d %H:%M:%S")
+    tags = f" [{', '.join(event.tags)}]" if event.tags else ""
+    where = f"{event.stream}@{event.version}"
+    return f"{event.position:>8}  {stamp}  {where}  {event.type}{tags}  {_short_json(event.data)}"
