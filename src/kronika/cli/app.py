@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 import kronika
-from kronika.cli import demo, events, migrate, output, streams
+from kronika.cli import demo, events, migrate, output, processors, streams, worker
 from kronika.cli.context import Settings, settings_of
 from kronika.errors import KronikaError
 from kronika.store import DEFAULT_URL
@@ -47,6 +47,8 @@ app.add_typer(streams.app, name="streams")
 app.add_typer(events.app, name="events")
 app.command(name="migrate")(migrate.migrate)
 app.command(name="demo")(demo.demo)
+app.command(name="worker")(worker.worker)
+app.add_typer(processors.app, name="processors")
 
 
 @app.callback()

@@ -7,6 +7,7 @@ processing state (memory, SQLite, PostgreSQL) while workers run elsewhere.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from kronika.store.protocol import EventStore
 
 __all__ = [
     "LAG_SCAN_LIMIT",
+    "Operation",
     "ProcessorState",
     "ProcessorStatus",
     "dead_letters",
@@ -30,6 +32,9 @@ __all__ = [
     "resume",
     "status",
 ]
+
+Operation = Callable[..., Awaitable[None]]
+"""An operator action taking the store and names: request_retry, request_skip, pause, resume."""
 
 LAG_SCAN_LIMIT = 10_000
 """Lag in events is counted exactly up to this many; beyond it ``lag_capped`` is set."""
