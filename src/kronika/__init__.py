@@ -7,15 +7,8 @@ Example::
         await store.append("order-1", [placed], expected_version=kronika.NO_STREAM)
 """
 
-from kronika.cqrs import (
-    CommandBus,
-    Event,
-    EventRegistry,
-    Repository,
-    Session,
-    event,
-    upcaster,
-)
+from typing import TYPE_CHECKING, Any
+
 from kronika.domain.aggregate import Aggregate, apply
 from kronika.domain.context import Causation, caused_by, current_causation
 from kronika.domain.decider import Decider
@@ -59,6 +52,25 @@ from kronika.errors import (
     ValidationError,
 )
 from kronika.store import EventStore, open_store
+
+if TYPE_CHECKING:
+    from kronika.cqrs import CommandBus, Event, EventRegistry, Repository, Session, event, upcaster
+
+_WRITE_SIDE = ("CommandBus", "Event", "EventRegistry", "Repository", "Session", "event", "upcaster")
+_LAZY = dict.fromkeys(_WRITE_SIDE, "kronika.cqrs")
+"""Write-side names, imported on first use: they load pydantic, which the CLI rarely needs."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kronika' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0.dev0"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,11 +11,12 @@ from kronika.cli import output
 from kronika.cli.context import with_store
 from kronika.cli.worker import APP_OPTION
 from kronika.errors import NotFound
-from kronika.runtime import admin
-from kronika.runtime.loading import load_processors
-from kronika.runtime.processor import Processor
 from kronika.store.processing import FailedKey
 from kronika.store.protocol import EventStore
+
+if TYPE_CHECKING:
+    from kronika.runtime import admin
+    from kronika.runtime.processor import Processor
 
 __all__ = ["app"]
 
@@ -23,6 +24,19 @@ app = typer.Typer(
     help="Operate processors: state, lag, failed keys and dead letters.", no_args_is_help=True
 )
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _admin() -> Any:
+    """The runtime's admin module, imported when a command needs it (it loads pydantic)."""
+    from kronika.runtime import admin
+
+    return admin
+
+
+def _load(reference: str) -> list[Processor]:
+    from kronika.runtime.loading import load_processors
+
+    return load_processors(reference)
 
 
 def _find(processors: list[Processor], name: str) -> Processor:
@@ -35,10 +49,10 @@ def _find(processors: list[Processor], name: str) -> Processor:
 @app.command("status")
 def status(ctx: typer.Context, app_ref: Annotated[str, APP_OPTION], json: JSON = False) -> None:
     """Show each processor's state, position, lag and failed keys."""
-    processors = load_processors(app_ref)
+    processors = _load(app_ref)
 
     async def action(store: EventStore) -> list[admin.ProcessorStatus]:
-        return [await admin.status(store, p) for p in processors]
+        return [await _admin().status(store, p) for p in processors]
 
     states = with_store(ctx, action)
     if json:
@@ -97,7 +111,7 @@ def failed(
     json: JSON = False,
 ) -> None:
     """List parked and quarantined keys with their last error."""
-    failures = with_store(ctx, lambda store: admin.failed_keys(store, processor))
+    failures = with_store(ctx, lambda store: _admin().failed_keys(store, processor))
     if json:
         for failure in failures:
             output.print_json(_failure_dict(failure))
@@ -148,8 +162,8 @@ def dead_letters(
     json: JSON = False,
 ) -> None:
     """Show the events a failed key is holding back, from the failing one on."""
-    processor = _find(load_processors(app_ref), name)
-    events = with_store(ctx, lambda store: admin.dead_letters(store, processor, key))
+    processor = _find(_load(app_ref), name)
+    events = with_store(ctx, lambda store: _admin().dead_letters(store, processor, key))
     if json:
         for event in events:
             output.print_json(output.event_to_dict(event))
@@ -157,8 +171,9 @@ def dead_letters(
     output.out.print(output.events_table(events, title=f"{name}: {key}"))
 
 
-def _operate(ctx: typer.Context, verb: str, action: admin.Operation, *args: str) -> None:
-    with_store(ctx, lambda store: action(store, *args))
+def _operate(ctx: typer.Context, verb: str, action: str, *args: str) -> None:
+    operation = getattr(_admin(), action)
+    with_store(ctx, lambda store: operation(store, *args))
     output.err.print(f"{verb}: {' '.join(args)}", markup=False)
 
 
@@ -169,7 +184,7 @@ def retry(
     key: Annotated[str, typer.Argument(metavar="KEY", help="The failed key.")],
 ) -> None:
     """Ask the worker owning the key to retry it now, with fresh attempts."""
-    _operate(ctx, "retry requested", admin.request_retry, name, key)
+    _operate(ctx, "retry requested", "request_retry", name, key)
 
 
 @app.command("skip")
@@ -179,7 +194,7 @@ def skip(
     key: Annotated[str, typer.Argument(metavar="KEY", help="The failed key.")],
 ) -> None:
     """Ask the worker owning the key to skip its failing event and go on."""
-    _operate(ctx, "skip requested", admin.request_skip, name, key)
+    _operate(ctx, "skip requested", "request_skip", name, key)
 
 
 @app.command("pause")
@@ -188,7 +203,7 @@ def pause(
     name: Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")],
 ) -> None:
     """Pause a processor: workers release its partitions."""
-    _operate(ctx, "paused", admin.pause, name)
+    _operate(ctx, "paused", "pause", name)
 
 
 @app.command("resume")
@@ -197,4 +212,4 @@ def resume(
     name: Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")],
 ) -> None:
     """Resume a paused processor."""
-    _operate(ctx, "resumed", admin.resume, name)
+    _operate(ctx, "resumed", "resume", name)

@@ -10,8 +10,6 @@ import typer
 
 from kronika.cli import output
 from kronika.cli.context import run, settings_of
-from kronika.runtime.loading import load_processors
-from kronika.runtime.worker import Worker
 
 __all__ = ["APP_OPTION", "worker"]
 
@@ -43,6 +41,9 @@ def worker(
     ] = 30.0,
 ) -> None:
     """Run processors; several workers on one PostgreSQL share the work through leases."""
+    from kronika.runtime.loading import load_processors
+    from kronika.runtime.worker import Worker
+
     processors = load_processors(app)
     store = settings_of(ctx).make_store()
 
