@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from kronika.errors import ConfigurationError
 
@@ -67,7 +67,8 @@ def parse_options(
     typed = {k: _convert(k, v, allowed[k]) for k, v in found.items()}
     # Cut the query off by hand: urlunsplit would turn "sqlite:////abs.db" into "sqlite://abs.db".
     base = url.split("?", 1)[0]
-    return (f"{base}?{urlencode(kept)}" if kept else base), typed
+    # Percent-encode spaces (libpq reads "+" in a URL literally, not as a space).
+    return (f"{base}?{urlencode(kept, quote_via=quote)}" if kept else base), typed
 
 
 def redact_url(url: str) -> str:

@@ -1,0 +1,351 @@
+-- Kronika PostgreSQL schema, version 1: the event log, streams, tags and the append function.
+--
+-- Every object lives in the store's schema ({schema} is replaced by the quoted schema name),
+-- and every table carries the namespace (tenant) as the first key column. Names compare
+-- byte-wise (COLLATE "C"): cheaper index maintenance, and equality is all Kronika needs.
+
+-- Streams: one row per stream that ever had events, metadata or a tombstone.
+CREATE TABLE {schema}.streams (
+    namespace text COLLATE "C" NOT NULL,
+    stream text COLLATE "C" NOT NULL,
+    version bigint,                                   -- last event's version; NULL: never had one
+    state text NOT NULL DEFAULT 'active',             -- active, deleted or tombstoned
+    truncated_before bigint NOT NULL DEFAULT 0,       -- lower versions were removed
+    max_age double precision,                         -- seconds; enforced on stream reads
+    max_count integer,                                -- newest N; enforced on stream reads
+    metadata jsonb NOT NULL DEFAULT jsonb_build_object(),
+    PRIMARY KEY (namespace, stream)
+);
+
+-- Events: the log. position = (transaction id << 16) | index within the transaction.
+CREATE TABLE {schema}.events (
+    position bigint NOT NULL,
+    version bigint NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    id uuid NOT NULL,
+    namespace text COLLATE "C" NOT NULL,
+    stream text COLLATE "C" NOT NULL,
+    category text COLLATE "C" NOT NULL
+        GENERATED ALWAYS AS (split_part(stream, '-', 1)) STORED,
+    type text COLLATE "C" NOT NULL,
+    correlation_id text COLLATE "C",
+    tags text[] NOT NULL,
+    data jsonb NOT NULL,
+    metadata jsonb NOT NULL,
+    PRIMARY KEY (namespace, position)
+);
+CREATE UNIQUE INDEX events_id_key ON {schema}.events (namespace, id);
+CREATE UNIQUE INDEX events_stream_version_key ON {schema}.events (namespace, stream, version);
+CREATE INDEX events_type_idx ON {schema}.events (namespace, type, position);
+CREATE INDEX events_category_idx ON {schema}.events (namespace, category, position);
+CREATE INDEX events_correlation_idx ON {schema}.events (namespace, correlation_id, position)
+    WHERE correlation_id IS NOT NULL;
+
+-- Tags, one row per (event, distinct tag): drives tag reads and append-condition checks.
+CREATE TABLE {schema}.event_tags (
+    namespace text COLLATE "C" NOT NULL,
+    tag text COLLATE "C" NOT NULL,
+    position bigint NOT NULL,
+    PRIMARY KEY (namespace, tag, position)
+);
+
+-- The visibility horizon: every transaction with a lower id has finished, so a reader that
+-- stops below it never skips an event that commits later. Inlined by the planner.
+CREATE FUNCTION {schema}.kronika_horizon() RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16 $$;
+
+-- Events are immutable. Only the store's delete/truncate path may remove rows, by setting
+-- kronika.purge = 'on' for its own transaction (SET LOCAL / set_config(..., true)).
+CREATE FUNCTION {schema}.kronika_guard_events() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('kronika.purge', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'kronika: % on %.% is not allowed: events are immutable',
+        TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING ERRCODE = 'KRIMM',
+              HINT = 'delete or truncate streams through the Kronika store';
+END
+$$;
+
+CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON {schema}.events
+    FOR EACH ROW EXECUTE FUNCTION {schema}.kronika_guard_events();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {schema}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.kronika_guard_events();
+CREATE TRIGGER event_tags_immutable BEFORE UPDATE OR DELETE ON {schema}.event_tags
+    FOR EACH ROW EXECUTE FUNCTION {schema}.kronika_guard_events();
+CREATE TRIGGER event_tags_no_truncate BEFORE TRUNCATE ON {schema}.event_tags
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.kronika_guard_events();
+
+-- The ids of an append request that are already stored (the idempotency lookup), leaving
+-- out the rows the calling transaction wrote itself (positions from p_base).
+CREATE FUNCTION {schema}.kronika_stored(p_namespace text, p_ids uuid[], p_base bigint)
+RETURNS uuid[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT ARRAY(
+        SELECT e.id FROM {schema}.events e
+        WHERE e.namespace = p_namespace AND e.id = ANY (p_ids)
+          AND (e.position >> 16) IS DISTINCT FROM (p_base >> 16)
+    )
+$$;
+
+-- The first event after p_after that matches an append condition, if any. Ignores the
+-- horizon on purpose: the caller holds the condition's exclusive locks.
+CREATE FUNCTION {schema}.kronika_condition_hit(
+    p_namespace text, p_types text[], p_tags text[], p_after bigint
+)
+RETURNS TABLE (o_position bigint, o_id uuid, o_type text)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF cardinality(p_tags) > 0 THEN
+        RETURN QUERY
+        SELECT e.position, e.id, e.type
+        FROM {schema}.event_tags t
+        JOIN {schema}.events e ON e.namespace = t.namespace AND e.position = t.position
+        WHERE t.namespace = p_namespace AND t.tag = p_tags[1] AND t.position > p_after
+          AND e.tags @> p_tags
+          AND (cardinality(p_types) = 0 OR e.type = ANY (p_types))
+        ORDER BY t.position
+        LIMIT 1;
+    ELSE
+        RETURN QUERY
+        SELECT h.position, h.id, h.type
+        FROM unnest(p_types) AS c(type)
+        CROSS JOIN LATERAL (
+            SELECT e.position, e.id, e.type
+            FROM {schema}.events e
+            WHERE e.namespace = p_namespace AND e.type = c.type AND e.position > p_after
+            ORDER BY e.position
+            LIMIT 1
+        ) h
+        ORDER BY h.position
+        LIMIT 1;
+    END IF;
+END
+$$;
+
+-- Whether a stream row in state p_state at p_version meets the expectation p_expected
+-- (>= 0 exact version, -1 any, -2 no stream, -3 stream exists). A soft-deleted stream counts
+-- as absent; a tombstoned one meets nothing. (An absent row meets only -1 and -2.)
+CREATE FUNCTION {schema}.kronika_expected(p_state text, p_version bigint, p_expected bigint)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p_state <> 'tombstoned' AND CASE p_expected
+        WHEN -1 THEN true
+        WHEN -2 THEN NOT (p_state = 'active' AND p_version IS NOT NULL)
+        ELSE p_state = 'active' AND p_version IS NOT NULL
+             AND (p_expected = -3 OR p_version = p_expected)
+    END
+$$;
+
+-- Fail because a stream does not meet its expectation: SQLSTATE KRCON, DETAIL = the stream,
+-- HINT = 'state:version' of its row ('' for each when it has none).
+CREATE FUNCTION {schema}.kronika_refuse(p_namespace text, p_stream text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_version bigint;
+    v_state text;
+BEGIN
+    SELECT s.version, s.state INTO v_version, v_state
+    FROM {schema}.streams s
+    WHERE s.namespace = p_namespace AND s.stream = p_stream;
+    RAISE EXCEPTION 'kronika: stream % is not at the expected version', p_stream
+        USING ERRCODE = 'KRCON', DETAIL = p_stream,
+              HINT = coalesce(v_state, '') || ':' || coalesce(v_version::text, '');
+END
+$$;
+
+-- What a part that only checks its stream reports: the version (-1 unless the stream is
+-- active with events), or NULL when the stream does not meet the expectation.
+CREATE FUNCTION {schema}.kronika_check(p_namespace text, p_stream text, p_expected bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN s.stream IS NULL THEN CASE WHEN p_expected IN (-1, -2) THEN -1 END
+        WHEN {schema}.kronika_expected(s.state, s.version, p_expected)
+            THEN CASE WHEN s.state = 'active' THEN coalesce(s.version, -1) ELSE -1 END
+    END
+    FROM (SELECT 1) AS one
+    LEFT JOIN {schema}.streams s ON s.namespace = p_namespace AND s.stream = p_stream
+$$;
+
+-- Append events to one or more streams ("parts") atomically, in one round trip.
+--
+--   p_streams, p_expected, p_counts   per part: the stream, its expectation (>= 0 exact
+--               version, -1 any, -2 no stream, -3 stream exists) and its number of events
+--   p_keys      advisory lock keys in locking order: the streams' keys (sorted), then the
+--               type, tag and bulk keys (sorted); no two appends can deadlock on them
+--   p_exclusive the keys of p_keys to lock exclusively (the others are shared)
+--   p_ids, p_types, p_data, p_metadata, p_tags, p_correlations
+--               per event, parts in order (p_counts says which belong to which part): its
+--               id, type, payload, metadata, tags (an array literal, NULL if none; p_tags
+--               is NULL when no event has tags) and correlation id
+--   p_condition object with types, tags and after (a position), or NULL
+--   p_lookup    look up stored ids first (a retry after a unique violation)
+--
+-- Returns, per part, the stream's version and last position; or, when any of the event
+-- ids is already stored, only those ids in o_stored (the caller resolves the retry).
+-- Fails with SQLSTATE KRCON (see kronika_refuse) or KRCND (the condition matched; DETAIL =
+-- position, HINT = 'id:type'). Expectations are reported before the condition.
+--
+-- A written part takes one statement: advancing its stream row checks its expectation, and
+-- its events are inserted only if that row moved. Only failures read rows to explain.
+CREATE FUNCTION {schema}.kronika_append(
+    p_namespace text, p_streams text[], p_expected bigint[], p_counts integer[],
+    p_keys bigint[], p_exclusive bigint[],
+    p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[],
+    p_tags text[], p_correlations text[], p_condition jsonb, p_lookup boolean,
+    OUT o_versions bigint[], OUT o_positions bigint[], OUT o_stored uuid[]
+)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_parts integer := cardinality(p_streams);
+    v_key bigint;
+    v_hit record;
+    v_version bigint;
+    v_base bigint;
+    v_first integer := 1;
+    v_last integer;
+BEGIN
+    IF p_lookup THEN
+        o_stored := {schema}.kronika_stored(p_namespace, p_ids, v_base);
+        IF cardinality(o_stored) > 0 THEN RETURN; END IF;
+    END IF;
+
+    FOREACH v_key IN ARRAY p_keys LOOP
+        IF v_key = ANY (p_exclusive) THEN
+            PERFORM pg_advisory_xact_lock(v_key);
+        ELSE
+            PERFORM pg_advisory_xact_lock_shared(v_key);
+        END IF;
+    END LOOP;
+
+    IF p_condition IS NOT NULL THEN
+        SELECT * INTO v_hit FROM {schema}.kronika_condition_hit(
+            p_namespace,
+            ARRAY(SELECT jsonb_array_elements_text(p_condition -> 'types')),
+            ARRAY(SELECT jsonb_array_elements_text(p_condition -> 'tags')),
+            (p_condition ->> 'after')::bigint);
+        IF FOUND THEN
+            o_stored := {schema}.kronika_stored(p_namespace, p_ids, v_base);
+            IF cardinality(o_stored) > 0 THEN RETURN; END IF;
+            FOR i IN 1 .. v_parts LOOP
+                IF {schema}.kronika_check(p_namespace, p_streams[i], p_expected[i]) IS NULL THEN
+                    PERFORM {schema}.kronika_refuse(p_namespace, p_streams[i]);
+                END IF;
+            END LOOP;
+            RAISE EXCEPTION 'kronika: the append condition matched the event at position %',
+                v_hit.o_position
+                USING ERRCODE = 'KRCND', DETAIL = v_hit.o_position::text,
+                      HINT = v_hit.o_id::text || ':' || v_hit.o_type;
+        END IF;
+    END IF;
+
+    IF cardinality(p_ids) > 0 THEN
+        -- Taken after every lock wait: from here on this transaction holds back global
+        -- readers until it ends.
+        v_base := pg_current_xact_id()::text::bigint << 16;
+    END IF;
+
+    FOR i IN 1 .. v_parts LOOP
+        IF p_counts[i] = 0 THEN
+            o_versions[i] := {schema}.kronika_check(p_namespace, p_streams[i], p_expected[i]);
+            o_positions[i] := coalesce((SELECT e.position FROM {schema}.events e
+                                        WHERE e.namespace = p_namespace
+                                          AND e.stream = p_streams[i]
+                                        ORDER BY e.version DESC LIMIT 1), 0);
+            IF o_versions[i] IS NOT NULL THEN CONTINUE; END IF;
+        ELSE
+            v_last := v_first + p_counts[i] - 1;
+            v_version := NULL;
+            IF p_expected[i] = -2 THEN  -- no stream: most likely a new one
+                WITH s AS (
+                    INSERT INTO {schema}.streams AS s (namespace, stream, version)
+                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1)
+                    ON CONFLICT (namespace, stream) DO NOTHING
+                    RETURNING s.version
+                ), written AS (
+                    INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
+                                                 correlation_id, tags, data, metadata)
+                    SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
+                           p_namespace, p_streams[i], u.type, u.correlation,
+                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata
+                    FROM s CROSS JOIN unnest(
+                        p_ids[v_first:v_last], p_types[v_first:v_last],
+                        p_data[v_first:v_last], p_metadata[v_first:v_last],
+                        p_tags[v_first:v_last], p_correlations[v_first:v_last]
+                    ) WITH ORDINALITY AS u(id, type, data, metadata, tags, correlation, k)
+                )
+                SELECT s.version INTO v_version FROM s;
+            END IF;
+            IF v_version IS NULL THEN  -- an existing stream
+                WITH s AS (
+                    UPDATE {schema}.streams AS s
+                    SET version = coalesce(s.version, -1) + p_counts[i], state = 'active'
+                    WHERE s.namespace = p_namespace AND s.stream = p_streams[i]
+                      AND {schema}.kronika_expected(s.state, s.version, p_expected[i])
+                    RETURNING s.version
+                ), written AS (
+                    INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
+                                                 correlation_id, tags, data, metadata)
+                    SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
+                           p_namespace, p_streams[i], u.type, u.correlation,
+                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata
+                    FROM s CROSS JOIN unnest(
+                        p_ids[v_first:v_last], p_types[v_first:v_last],
+                        p_data[v_first:v_last], p_metadata[v_first:v_last],
+                        p_tags[v_first:v_last], p_correlations[v_first:v_last]
+                    ) WITH ORDINALITY AS u(id, type, data, metadata, tags, correlation, k)
+                )
+                SELECT s.version INTO v_version FROM s;
+            END IF;
+            IF v_version IS NULL AND p_expected[i] = -1 THEN  -- any: perhaps a new one
+                WITH s AS (
+                    INSERT INTO {schema}.streams AS s (namespace, stream, version)
+                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1)
+                    ON CONFLICT (namespace, stream) DO NOTHING
+                    RETURNING s.version
+                ), written AS (
+                    INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
+                                                 correlation_id, tags, data, metadata)
+                    SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
+                           p_namespace, p_streams[i], u.type, u.correlation,
+                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata
+                    FROM s CROSS JOIN unnest(
+                        p_ids[v_first:v_last], p_types[v_first:v_last],
+                        p_data[v_first:v_last], p_metadata[v_first:v_last],
+                        p_tags[v_first:v_last], p_correlations[v_first:v_last]
+                    ) WITH ORDINALITY AS u(id, type, data, metadata, tags, correlation, k)
+                )
+                SELECT s.version INTO v_version FROM s;
+            END IF;
+            IF v_version IS NOT NULL THEN
+                o_versions[i] := v_version;
+                o_positions[i] := v_base | (v_last - 1);
+                v_first := v_last + 1;
+                CONTINUE;
+            END IF;
+        END IF;
+        o_stored := {schema}.kronika_stored(p_namespace, p_ids, v_base);
+        IF cardinality(o_stored) > 0 THEN RETURN; END IF;
+        PERFORM {schema}.kronika_refuse(p_namespace, p_streams[i]);
+    END LOOP;
+
+    IF p_tags IS NOT NULL THEN
+        INSERT INTO {schema}.event_tags (namespace, tag, position)
+        SELECT DISTINCT p_namespace, t.tag, v_base | (u.k - 1)
+        FROM unnest(p_tags) WITH ORDINALITY AS u(tags, k)
+        CROSS JOIN LATERAL unnest(u.tags::text[]) AS t(tag);
+    END IF;
+END
+$$;
