@@ -96,3 +96,13 @@ def test_stream_append_validates() -> None:
     one = NewEvent("A", {})
     with pytest.raises(ValidationError):
         StreamAppend("s-1", [one, one])
+
+
+def test_generated_ids_are_time_ordered_uuid7() -> None:
+    from kronika.domain.events import new_event_id
+
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    milliseconds = [i.int >> 80 for i in ids]
+    assert milliseconds == sorted(milliseconds)
