@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from kronika.testing.contract import EventStoreContract
+from kronika.testing.contract import EventStoreContract, SnapshotContract
 
 
 class TestSQLiteStore(EventStoreContract):
     concurrency_events = 20_000
 
+    @pytest.fixture
+    def store_url(self, sqlite_url: str) -> str:
+        return sqlite_url
+
+
+class TestSQLiteSnapshots(SnapshotContract):
     @pytest.fixture
     def store_url(self, sqlite_url: str) -> str:
         return sqlite_url

@@ -19,7 +19,7 @@ from kronika.errors import (
     ValidationError,
 )
 
-__all__ = ["check_directory", "too_large", "translate", "translating"]
+__all__ = ["check_directory", "too_large", "translate", "translate_statement", "translating"]
 
 # Primary result codes (https://www.sqlite.org/rescode.html).
 _PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
@@ -64,6 +64,19 @@ def translate(exc: sqlite3.Error, path: Path | str) -> KronikaError:
             f"the SQLite database {path} has no Kronika schema; run 'kronika migrate' {detail}"
         )
     return KronikaError(f"SQLite error on {path}: {exc}")
+
+
+def translate_statement(exc: sqlite3.Error, path: Path | str) -> KronikaError:
+    """The error for a caller's own SQL (a handler's ``ctx.execute``) that SQLite refused.
+
+    Its message is SQLite's, as the caller wrote the statement; an unavailable or broken
+    database is reported as for Kronika's own statements.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in _UNAVAILABLE or primary in (_NOTADB, _CORRUPT):
+        return translate(exc, path)
+    return KronikaError(f"the SQL statement failed: {exc}")
 
 
 def too_large(exc: OverflowError) -> ValidationError:

@@ -221,3 +221,145 @@ WHERE position IN (
       HAVING count(*) = :tag_count)
 ORDER BY position
 LIMIT :limit
+
+-- Snapshots ------------------------------------------------------------------------------
+
+-- name: save_snapshot
+-- Keep a stream's latest snapshot, replacing the one before.
+INSERT INTO snapshots (namespace, stream, version, schema_version, state, recorded_at)
+VALUES (:namespace, :stream, :version, :schema_version, :state, :recorded_at)
+ON CONFLICT (namespace, stream) DO UPDATE
+SET version = excluded.version, schema_version = excluded.schema_version,
+    state = excluded.state, recorded_at = excluded.recorded_at
+
+-- name: select_snapshot
+SELECT version, schema_version, state
+FROM snapshots
+WHERE namespace = :namespace AND stream = :stream
+
+-- name: delete_snapshot
+-- Deleting a stream (soft or hard) deletes its snapshot, in the same transaction.
+DELETE FROM snapshots WHERE namespace = :namespace AND stream = :stream
+
+-- Processing: processors and checkpoints -------------------------------------------------
+-- Times are microseconds since the Unix epoch; :now is the caller's clock.
+
+-- name: insert_processor
+-- Record a processor the first time it runs (register_processor then checks the count).
+INSERT INTO processors (namespace, name, partitions)
+VALUES (:namespace, :name, :partitions)
+ON CONFLICT (namespace, name) DO NOTHING
+
+-- name: select_processors
+-- Processors (one, or all when :name is NULL) with one row per partition that has a
+-- checkpoint (partition and position are NULL when none has).
+SELECT p.name, p.partitions, p.paused, p.generation, c.partition, c.position
+FROM processors AS p
+LEFT JOIN partitions AS c
+    ON c.namespace = p.namespace AND c.processor = p.name AND c.position IS NOT NULL
+WHERE p.namespace = :namespace AND (:name IS NULL OR p.name = :name)
+ORDER BY p.name, c.partition
+
+-- name: set_paused
+UPDATE processors SET paused = :paused WHERE namespace = :namespace AND name = :name
+
+-- name: save_checkpoint
+-- Move a partition's checkpoint, without a lease check.
+INSERT INTO partitions (namespace, processor, partition, position)
+VALUES (:namespace, :processor, :partition, :position)
+ON CONFLICT (namespace, processor, partition) DO UPDATE SET position = excluded.position
+
+-- name: save_fenced_checkpoint
+-- Move a partition's checkpoint only while :owner holds its lease: no row changed means
+-- the lease was lost (another worker may own the partition now).
+UPDATE partitions
+SET position = :position
+WHERE namespace = :namespace AND processor = :processor AND partition = :partition
+  AND owner = :owner AND lease_expires_at > :now
+
+-- Processing: failed keys ----------------------------------------------------------------
+
+-- name: save_failure
+-- Park a key or update its record. requested is never overwritten here: an operator's
+-- pending request survives the runner's own updates (clear_request clears it).
+INSERT INTO failures (
+    namespace, processor, key, partition, position, event_id, event_type, attempts, error,
+    stack, first_failed_at, last_failed_at, next_retry_at, state
+) VALUES (
+    :namespace, :processor, :key, :partition, :position, :event_id, :event_type, :attempts,
+    :error, :stack, :first_failed_at, :last_failed_at, :next_retry_at, :state
+)
+ON CONFLICT (namespace, processor, key) DO UPDATE
+SET partition = excluded.partition, position = excluded.position,
+    event_id = excluded.event_id, event_type = excluded.event_type,
+    attempts = excluded.attempts, error = excluded.error, stack = excluded.stack,
+    first_failed_at = excluded.first_failed_at, last_failed_at = excluded.last_failed_at,
+    next_retry_at = excluded.next_retry_at, state = excluded.state
+
+-- name: clear_request
+UPDATE failures SET requested = NULL
+WHERE namespace = :namespace AND processor = :processor AND key = :key
+
+-- name: delete_failure
+DELETE FROM failures WHERE namespace = :namespace AND processor = :processor AND key = :key
+
+-- name: request_action
+-- An operator's retry or skip of a failed key; no row changed means the key is not failed.
+UPDATE failures SET requested = :action
+WHERE namespace = :namespace AND processor = :processor AND key = :key
+
+-- name: select_failures
+-- Failed keys of one processor (or all when :processor is NULL), oldest first.
+SELECT processor, partition, key, position, event_id, event_type, attempts, error, stack,
+       first_failed_at, last_failed_at, next_retry_at, state, requested
+FROM failures
+WHERE namespace = :namespace AND (:processor IS NULL OR processor = :processor)
+ORDER BY first_failed_at, position
+
+-- Processing: workers and leases ---------------------------------------------------------
+
+-- name: save_heartbeat
+INSERT INTO workers (namespace, owner, expires_at) VALUES (:namespace, :owner, :expires_at)
+ON CONFLICT (namespace, owner) DO UPDATE SET expires_at = excluded.expires_at
+
+-- name: delete_expired_workers
+DELETE FROM workers WHERE namespace = :namespace AND expires_at <= :now
+
+-- name: live_workers
+SELECT owner FROM workers WHERE namespace = :namespace AND expires_at > :now ORDER BY owner
+
+-- name: claim_lease
+-- Take or renew a partition's lease if it is free, lapsed or already :owner's (creating
+-- the partition's row if needed). One row changed means :owner holds it now.
+INSERT INTO partitions (namespace, processor, partition, owner, lease_expires_at)
+VALUES (:namespace, :processor, :partition, :owner, :expires_at)
+ON CONFLICT (namespace, processor, partition) DO UPDATE
+SET owner = excluded.owner, lease_expires_at = excluded.lease_expires_at
+WHERE partitions.owner IS NULL OR partitions.owner = excluded.owner
+   OR partitions.lease_expires_at <= :now
+
+-- name: release_leases_except
+-- Give up :owner's leases on a processor except the partitions in :keep (a JSON array).
+UPDATE partitions SET owner = NULL, lease_expires_at = NULL
+WHERE namespace = :namespace AND processor = :processor AND owner = :owner
+  AND partition NOT IN (SELECT value FROM json_each(:keep))
+
+-- name: select_leases
+-- Leases on a processor, lapsed ones included until someone takes or releases them.
+SELECT partition, owner, lease_expires_at
+FROM partitions
+WHERE namespace = :namespace AND processor = :processor AND owner IS NOT NULL
+ORDER BY partition
+
+-- Processing: documents ------------------------------------------------------------------
+
+-- name: select_document
+SELECT data FROM documents WHERE namespace = :namespace AND collection = :collection AND key = :key
+
+-- name: save_document
+INSERT INTO documents (namespace, collection, key, data)
+VALUES (:namespace, :collection, :key, :data)
+ON CONFLICT (namespace, collection, key) DO UPDATE SET data = excluded.data
+
+-- name: delete_document
+DELETE FROM documents WHERE namespace = :namespace AND collection = :collection AND key = :key

@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from kronika.domain import names
-from kronika.domain.events import AppendCondition, MultiAppendResult, RecordedEvent, StreamInfo
+from kronika.domain.events import (
+    AppendCondition,
+    MultiAppendResult,
+    RecordedEvent,
+    Snapshot,
+    StreamInfo,
+)
+from kronika.errors import StoreClosed
 from kronika.store.base import GlobalFilter, PreparedAppend, StoreBase
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.sqlite import reads, schema
 from kronika.store.sqlite.config import SQLiteConfig
+from kronika.store.sqlite.processing import SQLiteProcessing
+from kronika.store.sqlite.processing_connection import refuse_nested_write
 from kronika.store.sqlite.readers import ReaderPool
+from kronika.store.sqlite.snapshots import SnapshotOp, read_snapshot
 from kronika.store.sqlite.watch import ChangeWatcher
 from kronika.store.sqlite.writer import Writer, WriterStats
 from kronika.store.sqlite.writes import AppendOp, DeleteOp, SettingsOp, TruncateOp
@@ -84,6 +94,7 @@ class SQLiteEventStore(StoreBase):
         self._writer: Writer | None = None
         self._readers: ReaderPool | None = None
         self._watcher: ChangeWatcher | None = None
+        self._processing = SQLiteProcessing(config, self._active_writer, self._active_readers)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteEventStore:
@@ -96,6 +107,11 @@ class SQLiteEventStore(StoreBase):
     def path(self) -> Path:
         """The database file."""
         return self._config.path
+
+    @property
+    def processing(self) -> SQLiteProcessing:
+        """The processing runtime's state, in this database and namespace."""
+        return self._processing
 
     @property
     def writer_stats(self) -> WriterStats:
@@ -122,6 +138,7 @@ class SQLiteEventStore(StoreBase):
     async def _close(self) -> None:
         writer, readers, watcher = self._writer, self._readers, self._watcher
         self._writer = self._readers = self._watcher = None
+        await self._processing.close()
         if watcher is not None:
             await watcher.close()
         if writer is not None:
@@ -144,11 +161,14 @@ class SQLiteEventStore(StoreBase):
     # -- hooks ------------------------------------------------------------------------------
 
     def _active_writer(self) -> Writer:
-        assert self._writer is not None
+        if self._writer is None:
+            raise StoreClosed()
+        refuse_nested_write(self._config.path)
         return self._writer
 
     def _active_readers(self) -> ReaderPool:
-        assert self._readers is not None
+        if self._readers is None:
+            raise StoreClosed()
         return self._readers
 
     async def _append(
@@ -167,6 +187,15 @@ class SQLiteEventStore(StoreBase):
     ) -> StreamInfo:
         op = SettingsOp(self.namespace, stream, max_age, max_count, metadata)
         return await self._active_writer().submit(op)
+
+    async def _write_snapshot(
+        self, stream: str, version: int, schema_version: int, state: bytes
+    ) -> None:
+        op = SnapshotOp(self.namespace, stream, version, schema_version, state)
+        await self._active_writer().submit(op)
+
+    async def _read_snapshot(self, stream: str) -> Snapshot | None:
+        return await self._active_readers().run(read_snapshot, self.namespace, stream)
 
     async def _read_stream(
         self, stream: str, from_version: int | None, backwards: bool, limit: int | None

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from kronika.store.sqlite.gate import WriteGate
 from kronika.store.sqlite.sql import QUERIES
 
 __all__ = ["CallOp", "Transaction", "WriteOp"]
@@ -31,9 +32,19 @@ class Transaction:
     at the start of each group. So an append to a known stream costs no read at all.
     """
 
-    __slots__ = ("_data_version", "_next_position", "cache", "conn", "deferred", "wrote_events")
+    __slots__ = (
+        "_data_version",
+        "_gate",
+        "_inside",
+        "_next_position",
+        "_timeout",
+        "cache",
+        "conn",
+        "deferred",
+        "wrote_events",
+    )
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, gate: WriteGate, timeout: float) -> None:
         self.conn = conn
         """The writer's connection."""
         self.wrote_events = False
@@ -45,15 +56,30 @@ class Transaction:
         Emptied whenever a request writes directly, is rolled back, or a commit fails."""
         self._next_position: int | None = None
         self._data_version: int | None = None
+        self._gate = gate
+        self._timeout = timeout
+        self._inside = False
 
     def begin(self) -> None:
-        """Open the group's write transaction; forget the cache if others have written."""
+        """Open the group's write transaction; forget the cache if others have written.
+
+        It first waits its turn at the database's :class:`WriteGate`; :meth:`end` (after
+        the ``COMMIT`` or ``ROLLBACK``) gives the turn to the next writer of this process.
+        """
+        self._gate.enter(self._timeout)
+        self._inside = True
         self.conn.execute(QUERIES["begin_immediate"])
         version = self.conn.execute(QUERIES["data_version"]).fetchone()[0]
         if version != self._data_version or len(self.cache) > MAX_CACHED:
             self.invalidate()
             self._data_version = version
         self.wrote_events = False
+
+    def end(self) -> None:
+        """After the transaction's ``COMMIT`` or ``ROLLBACK``: let the next writer in."""
+        if self._inside:
+            self._inside = False
+            self._gate.leave()
 
     def invalidate(self) -> None:
         """Forget everything remembered (after a rollback of the whole transaction)."""

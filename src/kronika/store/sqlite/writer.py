@@ -27,6 +27,7 @@ from kronika.errors import StoreClosed, Unavailable
 from kronika.store.sqlite.config import SQLiteConfig
 from kronika.store.sqlite.connection import connect
 from kronika.store.sqlite.errors import too_large, translate
+from kronika.store.sqlite.gate import gate_for
 from kronika.store.sqlite.sql import QUERIES
 from kronika.store.sqlite.transaction import CallOp, Transaction, WriteOp
 
@@ -133,7 +134,7 @@ class Writer:
         with self._lock:
             self._accepting = True
         self._ready.set_result(None)
-        tx = Transaction(conn)
+        tx = Transaction(conn, gate_for(self._config.path), self._config.busy_timeout)
         try:
             while (group := self._next_group()) is not None:
                 self._run_guarded(tx, group)
@@ -218,6 +219,7 @@ class Writer:
             failed = Unavailable(f"nothing was written: the commit failed: {cause.message}")
             self._fail(group, failed)
             return False
+        tx.end()
         self.stats.commits += 1
         self.stats.largest_group = max(self.stats.largest_group, len(group))
         return True
@@ -230,6 +232,7 @@ class Writer:
             # If even this fails, the connection is beyond help; the next BEGIN will say why.
             with contextlib.suppress(sqlite3.Error):
                 tx.conn.execute(_ROLLBACK)
+        tx.end()
 
     def _fail(self, group: list[_Request], error: Exception) -> None:
         self._deliver(group, [(False, error)] * len(group), wrote=False)

@@ -37,7 +37,7 @@ from kronika.store.sqlite.rows import StreamRow, decode_events, encode_tags
 from kronika.store.sqlite.sql import QUERIES
 from kronika.store.sqlite.transaction import Transaction, WriteOp
 
-__all__ = ["AppendOp", "DeleteOp", "SettingsOp", "TruncateOp"]
+__all__ = ["AppendOp", "DeleteOp", "SettingsOp", "TruncateOp", "require_stream"]
 
 _INSERT_EVENT, _INSERT_TAG = QUERIES["insert_event"], QUERIES["insert_event_tag"]
 _SAVE_VERSION = QUERIES["save_stream_version"]
@@ -181,7 +181,8 @@ def verify_condition(conn: sqlite3.Connection, namespace: str, condition: Append
         )
 
 
-def _require(conn: sqlite3.Connection, namespace: str, stream: str) -> StreamRow:
+def require_stream(conn: sqlite3.Connection, namespace: str, stream: str) -> StreamRow:
+    """The stream's row; ``StreamNotFound`` if it never existed, ``StreamDeleted`` if tombstoned."""
     row = select_stream(conn, namespace, stream)
     if row is None:
         raise StreamNotFound(stream)
@@ -201,7 +202,7 @@ def _forget(
 
 
 class DeleteOp(WriteOp[None]):
-    """Soft-delete (versions continue on recreate) or tombstone a stream."""
+    """Soft-delete (versions continue on recreate) or tombstone a stream, and its snapshot."""
 
     def __init__(self, namespace: str, stream: str, *, hard: bool) -> None:
         self.namespace, self.stream, self.hard = namespace, stream, hard
@@ -218,6 +219,7 @@ class DeleteOp(WriteOp[None]):
         state = StreamState.TOMBSTONED if self.hard else StreamState.DELETED
         before = -1 if row.version is None else row.version + 1
         _forget(tx.conn, self.namespace, self.stream, before, state)
+        tx.conn.execute(QUERIES["delete_snapshot"], params)
 
 
 class TruncateOp(WriteOp[None]):
@@ -227,7 +229,7 @@ class TruncateOp(WriteOp[None]):
         self.namespace, self.stream, self.before_version = namespace, stream, before_version
 
     def run(self, tx: Transaction) -> None:
-        row = _require(tx.conn, self.namespace, self.stream)
+        row = require_stream(tx.conn, self.namespace, self.stream)
         _forget(tx.conn, self.namespace, self.stream, self.before_version, row.state)
 
 
