@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -206,3 +207,39 @@ async def _released(store: EventStore, projection: Ledger) -> bool:
 
     state = await admin.status(store, projection)
     return state.state is admin.ProcessorState.PAUSED and not state.owners
+
+
+async def test_a_cleanly_stopped_worker_hands_over_without_waiting_for_its_lease(
+    store: EventStore,
+) -> None:
+    ttl = 3.0
+    first, second = (
+        Worker(store, [Ledger()], worker_id=name, lease_ttl=ttl) for name in ("a", "b")
+    )
+    tasks = [asyncio.create_task(w.run()) for w in (first, second)]
+    processing = processing_of(store)
+
+    async def owners() -> set[str]:
+        return {lease.owner for lease in await processing.leases("ledger")}
+
+    try:
+        await wait_for(lambda: _equals_set(owners(), {"a", "b"}))
+        first.stop()
+        await asyncio.wait_for(tasks[0], 10)
+        started = asyncio.get_running_loop().time()
+        await wait_for(lambda: _all_held_by(processing, "b", Ledger.partitions))
+        assert asyncio.get_running_loop().time() - started < ttl / 2
+    finally:
+        second.stop()
+        await asyncio.wait_for(tasks[1], 10)
+
+
+async def _equals_set(got: Awaitable[set[str]], expected: set[str]) -> bool:
+    return await got == expected
+
+
+async def _all_held_by(processing: Any, owner: str, partitions: int) -> bool:
+    leases = await processing.leases("ledger")
+    return sorted(lease.partition for lease in leases if lease.owner == owner) == list(
+        range(partitions)
+    )

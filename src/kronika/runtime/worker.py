@@ -225,7 +225,13 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._leave()
             log.info("worker stopped", extra={"action": "stop", "worker": self.id})
+
+    async def _leave(self) -> None:
+        """Expire this worker's heartbeat, so the others take its partitions at once."""
+        with contextlib.suppress(Exception):  # the store may be gone; the heartbeat then lapses
+            await processing_of(self.store).worker_heartbeat(self.id, 0)
 
     def stop(self) -> None:
         """Stop intake; :meth:`run` returns when in-flight work is drained."""
