@@ -95,20 +95,27 @@ class PartitionRunner:
         self.queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=processor.batch_size * 4)
         self.requests: list[FailedKey] = []
         self.handled = 0
+        self.interrupted = False
+        """True while work is under way: if the runner is cancelled then, its in-flight
+        events were not handled (or not known to be), so it must not handle later ones."""
 
     # -- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Handle queued events and due retries until cancelled."""
         while True:
+            self.interrupted = True  # _next_batch may take events off the queue
             batch = await self._next_batch()
             await self.retry_due()
             if batch:
                 await self.process(batch)
+            self.interrupted = False
 
     async def _next_batch(self) -> list[RecordedEvent]:
         try:
-            first = await asyncio.wait_for(self.queue.get(), self._idle_timeout())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            async with asyncio.timeout(self._idle_timeout()):
+                first = await self.queue.get()
         except TimeoutError:
             return []
         batch = [first]
@@ -123,7 +130,10 @@ class PartitionRunner:
         return max(0.0, min(1.0, (min(due) - self.clock()).total_seconds()))
 
     async def drain(self) -> None:
-        """Handle everything already queued (used on shutdown)."""
+        """Handle everything already queued (used on shutdown), unless the runner was
+        interrupted mid-batch: handling later events would skip the interrupted ones."""
+        if self.interrupted:
+            return
         batch: list[RecordedEvent] = []
         while not self.queue.empty():
             batch.append(self.queue.get_nowait())

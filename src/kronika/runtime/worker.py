@@ -80,7 +80,8 @@ class ProcessorRunner:
             while not self._stopping.is_set():
                 await self._step()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.lease_ttl / 3)
+                    async with asyncio.timeout(self.lease_ttl / 3):
+                        await self._stopping.wait()
         finally:
             await self._stop_pipeline(drain=True)
             await self.processing.release_leases(name, self.owner)
@@ -90,22 +91,24 @@ class ProcessorRunner:
         self._stopping.set()
 
     async def _step(self) -> None:
-        record = await self.processing.processor(self.processor.name)
+        name = self.processor.name
+        record = await self.processing.processor(name)
         workers = await self.processing.worker_heartbeat(self.owner, self.lease_ttl)
+        paused = record is None or record.paused
         wanted = (
-            []
-            if record is None or record.paused
-            else assigned_partitions(self.processor.partitions, workers, self.owner)
+            [] if paused else assigned_partitions(self.processor.partitions, workers, self.owner)
         )
-        await self.processing.release_leases_except(self.processor.name, self.owner, wanted)
+        failed = self._pipeline is not None and self._pipeline.done()
+        if frozenset(wanted) != self.owned or failed:
+            # Drain while the leases are still ours, then let the others have them.
+            await self._stop_pipeline(drain=not failed)
+            self.owned = frozenset()
+        await self.processing.release_leases_except(name, self.owner, wanted)
         held = frozenset(
-            await self.processing.acquire_leases(
-                self.processor.name, wanted, self.owner, self.lease_ttl
-            )
+            await self.processing.acquire_leases(name, wanted, self.owner, self.lease_ttl)
         )
-        pipeline_failed = self._pipeline is not None and self._pipeline.done()
-        if held != self.owned or pipeline_failed:
-            await self._stop_pipeline(drain=not pipeline_failed)
+        if held != self.owned:
+            await self._stop_pipeline(drain=True)
             self.owned = held
             if held:
                 await self._start_pipeline()
@@ -180,10 +183,10 @@ class ProcessorRunner:
         pipeline.cancel()
         await asyncio.gather(pipeline, return_exceptions=True)
         if drain:
-            with contextlib.suppress(TimeoutError, LeaseLost):
-                await asyncio.wait_for(
-                    asyncio.gather(*(r.drain() for r in self.runners.values())), self.drain_timeout
-                )
+            with contextlib.suppress(TimeoutError):
+                drains = (r.drain() for r in self.runners.values())
+                async with asyncio.timeout(self.drain_timeout):
+                    await asyncio.gather(*drains, return_exceptions=True)
         self.runners = {}
 
 
