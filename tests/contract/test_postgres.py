@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kronika.testing.contract import EventStoreContract
+from kronika.testing.contract import EventStoreContract, SnapshotContract
 
 pytestmark = pytest.mark.postgres
 
@@ -12,6 +12,12 @@ pytestmark = pytest.mark.postgres
 class TestPostgresStore(EventStoreContract):
     concurrency_events = 20_000
 
+    @pytest.fixture
+    def store_url(self, postgres_url: str) -> str:
+        return postgres_url
+
+
+class TestPostgresSnapshots(SnapshotContract):
     @pytest.fixture
     def store_url(self, postgres_url: str) -> str:
         return postgres_url

@@ -49,7 +49,7 @@ async def ledger(store: EventStore, stream: str) -> list[int]:
     return [] if doc is None else doc["seen"]
 
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 """Backends whose stores can run processors (each adds itself here when it can)."""
 
 

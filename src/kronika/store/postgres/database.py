@@ -178,7 +178,7 @@ class Database:
             with translated(self.connection_lost):
                 if spare is not None:
                     await pool.putconn(spare[0])
-                return await pool.getconn()
+                return await _getconn(pool)
         except BaseException:
             self._active -= 1
             raise
@@ -212,6 +212,22 @@ class Database:
             await self._drop_spare()
             if self._pool is not None:
                 await self._pool.check()
+
+
+async def _getconn(pool: AsyncConnectionPool) -> Connection:
+    """``pool.getconn()``, without losing a cancellation.
+
+    The pool waits for a free connection with ``asyncio.wait_for``, which on Python 3.11
+    drops a cancellation that arrives as the connection is handed over: the caller would
+    go on as if never cancelled (a subscription would then never end).
+    """
+    task = asyncio.current_task()
+    requested = task.cancelling() if task is not None else 0
+    conn: Connection = await pool.getconn()
+    if task is not None and task.cancelling() > requested:
+        await pool.putconn(conn)
+        raise asyncio.CancelledError()
+    return conn
 
 
 class _Lease:

@@ -8,6 +8,10 @@ reaches a caller:
 - the pool being closed -> :class:`~kronika.errors.StoreClosed`;
 - missing tables or functions -> :class:`~kronika.errors.SchemaError`;
 - anything else -> :class:`~kronika.errors.KronikaError` with the SQLSTATE in the message.
+
+A handler's own SQL (``ctx.execute`` in a processing transaction) is translated the same
+way, except that a missing table or function there is the handler's error, reported as
+PostgreSQL words it, not a missing Kronika schema.
 """
 
 from __future__ import annotations
@@ -44,19 +48,28 @@ def translate(exc: psycopg.Error) -> KronikaError:
         return SchemaError(
             f"the Kronika schema is missing or incomplete ({describe(exc)}); run 'kronika migrate'"
         )
+    return _plain(exc)
+
+
+def _plain(exc: psycopg.Error) -> KronikaError:
     return KronikaError(
         f"PostgreSQL error {exc.sqlstate or ''}: {describe(exc)}".replace("  ", " ")
     )
 
 
 @contextmanager
-def translated(on_connection_lost: Callable[[], None] | None = None) -> Iterator[None]:
+def translated(
+    on_connection_lost: Callable[[], None] | None = None, *, handler_sql: bool = False
+) -> Iterator[None]:
     """Translate psycopg errors raised in the block; call ``on_connection_lost`` when the
-    failure suggests pooled connections went stale (e.g. after a database restart)."""
+    failure suggests pooled connections went stale (e.g. after a database restart).
+    ``handler_sql``: the block runs a handler's own SQL (see the module docstring)."""
     try:
         yield
     except psycopg.Error as exc:
         error = translate(exc)
+        if handler_sql and isinstance(error, SchemaError):
+            error = _plain(exc)
         if on_connection_lost is not None and type(error) is Unavailable:
             on_connection_lost()
         raise error from exc

@@ -62,6 +62,29 @@ class Queries:
     head_position: bytes
     horizon: bytes
     pending_above_horizon: bytes
+    save_snapshot: bytes
+    read_snapshot: bytes
+    delete_snapshot: bytes
+    begin: bytes
+    commit: bytes
+    rollback: bytes
+    save_checkpoint: bytes
+    save_fenced_checkpoint: bytes
+    save_failure: bytes
+    clear_request: bytes
+    delete_failure: bytes
+    get_document: bytes
+    put_document: bytes
+    delete_document: bytes
+    insert_processor: bytes
+    processors: bytes
+    set_paused: bytes
+    failures: bytes
+    request: bytes
+    heartbeat: bytes
+    acquire_leases: bytes
+    release_leases: bytes
+    leases: bytes
 
 
 @functools.cache

@@ -257,3 +257,195 @@ SELECT EXISTS (
            WHERE namespace = %(namespace)s AND position >= {schema}.kronika_horizon()
        ),
        {schema}.kronika_horizon()
+
+-- ---------------------------------------------------------------------------------------
+-- Snapshots
+
+-- name: save_snapshot
+-- Keep a stream's latest snapshot unless the stream is tombstoned, and return the stream's
+-- state (no row: it does not exist). The stream row is locked FOR SHARE, so a concurrent
+-- delete either waits for this write and then deletes the snapshot, or is seen by it.
+WITH s AS (
+    SELECT state FROM {schema}.streams
+    WHERE namespace = %(namespace)s AND stream = %(stream)s
+    FOR SHARE
+), saved AS (
+    INSERT INTO {schema}.snapshots AS n (namespace, stream, version, schema_version, state)
+    SELECT %(namespace)s, %(stream)s, %(version)s, %(schema_version)s, %(state)s
+    FROM s WHERE s.state <> 'tombstoned'
+    ON CONFLICT (namespace, stream) DO UPDATE
+    SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
+        state = EXCLUDED.state, recorded_at = EXCLUDED.recorded_at
+)
+SELECT state FROM s
+
+-- name: read_snapshot
+SELECT version, schema_version, state FROM {schema}.snapshots
+WHERE namespace = %(namespace)s AND stream = %(stream)s
+
+-- name: delete_snapshot
+-- Deleting a stream (soft or hard) deletes its snapshot, in the same transaction, after
+-- the stream row was updated (which waits for a snapshot being written).
+DELETE FROM {schema}.snapshots WHERE namespace = %(namespace)s AND stream = %(stream)s
+
+-- ---------------------------------------------------------------------------------------
+-- Processing transactions. Pooled connections are in autocommit mode; a processing
+-- transaction opens one explicitly, because handlers run while it is open.
+
+-- name: begin
+BEGIN
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
+
+-- name: save_checkpoint
+-- Move a partition's checkpoint without checking its lease.
+INSERT INTO {schema}.partitions AS p (namespace, processor, partition, position)
+VALUES (%(namespace)s, %(processor)s, %(partition)s, %(position)s)
+ON CONFLICT (namespace, processor, partition) DO UPDATE SET position = EXCLUDED.position
+
+-- name: save_fenced_checkpoint
+-- Move a partition's checkpoint only if the owner still holds its lease: no row updated
+-- means the lease was lost (the caller rolls back). The row lock taken here makes a worker
+-- claiming the partition wait for this transaction, and then read its checkpoint.
+-- clock_timestamp(), not now(): the transaction may have started long ago.
+UPDATE {schema}.partitions SET position = %(position)s
+WHERE namespace = %(namespace)s AND processor = %(processor)s AND partition = %(partition)s
+  AND owner = %(owner)s AND lease_expires_at > clock_timestamp()
+
+-- name: save_failure
+-- Park a key or update its failure record; an operator's request is left as stored.
+INSERT INTO {schema}.failures AS f (
+    namespace, processor, key, partition, position, event_id, event_type, attempts, error,
+    stack, first_failed_at, last_failed_at, next_retry_at, state
+)
+VALUES (
+    %(namespace)s, %(processor)s, %(key)s, %(partition)s, %(position)s, %(event_id)s,
+    %(event_type)s, %(attempts)s, %(error)s, %(stack)s, %(first_failed_at)s,
+    %(last_failed_at)s, %(next_retry_at)s, %(state)s
+)
+ON CONFLICT (namespace, processor, key) DO UPDATE
+SET partition = EXCLUDED.partition, position = EXCLUDED.position,
+    event_id = EXCLUDED.event_id, event_type = EXCLUDED.event_type,
+    attempts = EXCLUDED.attempts, error = EXCLUDED.error, stack = EXCLUDED.stack,
+    first_failed_at = EXCLUDED.first_failed_at, last_failed_at = EXCLUDED.last_failed_at,
+    next_retry_at = EXCLUDED.next_retry_at, state = EXCLUDED.state
+
+-- name: clear_request
+-- An operator's request on a failed key was carried out.
+UPDATE {schema}.failures SET requested = NULL
+WHERE namespace = %(namespace)s AND processor = %(processor)s AND key = %(key)s
+
+-- name: delete_failure
+-- Un-park a key.
+DELETE FROM {schema}.failures
+WHERE namespace = %(namespace)s AND processor = %(processor)s AND key = %(key)s
+
+-- name: get_document
+SELECT data FROM {schema}.documents
+WHERE namespace = %(namespace)s AND collection = %(collection)s AND key = %(key)s
+
+-- name: put_document
+INSERT INTO {schema}.documents AS d (namespace, collection, key, data)
+VALUES (%(namespace)s, %(collection)s, %(key)s, %(data)s)
+ON CONFLICT (namespace, collection, key) DO UPDATE SET data = EXCLUDED.data
+
+-- name: delete_document
+DELETE FROM {schema}.documents
+WHERE namespace = %(namespace)s AND collection = %(collection)s AND key = %(key)s
+
+-- ---------------------------------------------------------------------------------------
+-- Processors, failed keys, workers and leases (each statement its own transaction)
+
+-- name: insert_processor
+-- Record a processor the first time it runs (the caller then checks its partition count).
+INSERT INTO {schema}.processors (namespace, name, partitions)
+VALUES (%(namespace)s, %(name)s, %(partitions)s)
+ON CONFLICT (namespace, name) DO NOTHING
+
+-- name: processors
+-- Processors (one, or every one when name is NULL, by name) with their checkpoints as two
+-- parallel arrays (NULL when no partition has handled an event yet).
+SELECT p.name, p.partitions, p.paused, p.generation,
+       array_agg(c.partition ORDER BY c.partition) FILTER (WHERE c.position IS NOT NULL),
+       array_agg(c.position ORDER BY c.partition) FILTER (WHERE c.position IS NOT NULL)
+FROM {schema}.processors p
+LEFT JOIN {schema}.partitions c ON c.namespace = p.namespace AND c.processor = p.name
+WHERE p.namespace = %(namespace)s AND (%(name)s::text IS NULL OR p.name = %(name)s::text)
+GROUP BY p.namespace, p.name
+ORDER BY p.name
+
+-- name: set_paused
+UPDATE {schema}.processors SET paused = %(paused)s
+WHERE namespace = %(namespace)s AND name = %(name)s
+
+-- name: failures
+-- Parked and quarantined keys (of one processor, or all when processor is NULL), oldest first.
+SELECT processor, partition, key, position, event_id, event_type, attempts, error, stack,
+       first_failed_at, last_failed_at, next_retry_at, state, requested
+FROM {schema}.failures
+WHERE namespace = %(namespace)s
+  AND (%(processor)s::text IS NULL OR processor = %(processor)s::text)
+ORDER BY first_failed_at, position
+
+-- name: request
+-- An operator asks for an action on a failed key (no row: the key is not failed).
+UPDATE {schema}.failures SET requested = %(action)s
+WHERE namespace = %(namespace)s AND processor = %(processor)s AND key = %(key)s
+
+-- name: heartbeat
+-- Keep a worker alive for ttl seconds (0: it leaves), forget workers whose heartbeat
+-- lapsed, and list the live ones. The outer SELECT sees the table as it was before this
+-- statement, so the worker's own row comes from the CTE.
+WITH beat AS (
+    INSERT INTO {schema}.workers AS w (namespace, owner, expires_at)
+    VALUES (%(namespace)s, %(owner)s, now() + make_interval(secs => %(ttl)s))
+    ON CONFLICT (namespace, owner) DO UPDATE SET expires_at = EXCLUDED.expires_at
+    RETURNING w.owner, w.expires_at
+), gone AS (
+    DELETE FROM {schema}.workers
+    WHERE namespace = %(namespace)s AND owner <> %(owner)s AND expires_at <= now()
+)
+SELECT owner FROM beat WHERE expires_at > now()
+UNION
+SELECT owner FROM {schema}.workers
+WHERE namespace = %(namespace)s AND owner <> %(owner)s AND expires_at > now()
+ORDER BY owner
+
+-- name: acquire_leases
+-- Claim or renew leases in one statement: a partition's row is created if new and claimed
+-- if its lease is free, lapsed or the owner's own. Returns the partitions the owner holds.
+-- Rows are locked in partition order (the caller sorts), so claims cannot deadlock.
+INSERT INTO {schema}.partitions AS p (namespace, processor, partition, owner, lease_expires_at)
+SELECT %(namespace)s, %(processor)s, w.partition, %(owner)s,
+       now() + make_interval(secs => %(ttl)s)
+FROM unnest(%(partitions)s::integer[]) WITH ORDINALITY AS w(partition, k)
+ORDER BY w.k
+ON CONFLICT (namespace, processor, partition) DO UPDATE
+SET owner = EXCLUDED.owner, lease_expires_at = EXCLUDED.lease_expires_at
+WHERE p.owner IS NULL OR p.owner = EXCLUDED.owner OR p.lease_expires_at <= now()
+RETURNING p.partition
+
+-- name: release_leases
+-- Give up the owner's leases on a processor except those in keep; rows are locked in
+-- partition order first, like acquire_leases.
+WITH mine AS (
+    SELECT partition FROM {schema}.partitions
+    WHERE namespace = %(namespace)s AND processor = %(processor)s AND owner = %(owner)s
+      AND partition <> ALL (%(keep)s::integer[])
+    ORDER BY partition
+    FOR UPDATE
+)
+UPDATE {schema}.partitions p SET owner = NULL, lease_expires_at = NULL
+FROM mine
+WHERE p.namespace = %(namespace)s AND p.processor = %(processor)s
+  AND p.partition = mine.partition AND p.owner = %(owner)s
+
+-- name: leases
+-- Current leases on a processor (lapsed ones too, until claimed or released).
+SELECT partition, owner, lease_expires_at FROM {schema}.partitions
+WHERE namespace = %(namespace)s AND processor = %(processor)s AND owner IS NOT NULL
+ORDER BY partition

@@ -28,6 +28,11 @@ Subscribers are woken directly in this process and by LISTEN/NOTIFY across proce
 (:mod:`.notifier`), with a fallback poll every ``poll_interval`` seconds; when committed
 events wait above the horizon, a subscription re-checks sooner (from 20 ms, backing off).
 
+Snapshots (:mod:`.snapshots`) and the processing runtime's state (:mod:`.processing`, the
+``processing`` property) live in operational tables of the same schema. Processing
+transactions are ordinary transactions on pooled connections: while one that has written
+is open it holds the horizon back like any other, so keep handlers short.
+
 Events are immutable: triggers reject UPDATE, DELETE and TRUNCATE of ``events`` and
 ``event_tags``. Stream deletion and truncation remove events through the one privileged
 path: their own transaction sets ``kronika.purge = 'on'`` locally (``set_config(..., true)``).
@@ -52,6 +57,7 @@ from kronika.domain.events import (
     AppendResult,
     MultiAppendResult,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
@@ -61,10 +67,12 @@ from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.postgres import appends as ap
 from kronika.store.postgres.database import Connection, Database, RawJson
 from kronika.store.postgres.notifier import Announcer, Listener, channel_name
+from kronika.store.postgres.processing import PostgresProcessing
 from kronika.store.postgres.queries import queries_for
 from kronika.store.postgres.rows import event_rows, stream_info_from, stream_read_rows
 from kronika.store.postgres.schema import apply_pending, check_usable, read_status
 from kronika.store.postgres.settings import parse_url
+from kronika.store.postgres.snapshots import PostgresSnapshots
 
 __all__ = ["PostgresEventStore"]
 
@@ -119,6 +127,8 @@ class PostgresEventStore(StoreBase):
             self._db, self._queries, channel_name(settings.schema, self.namespace)
         )
         self._listener = Listener(self._db, self._queries, self._notifier.notify)
+        self._snapshots = PostgresSnapshots(self._db, self._queries, self.namespace)
+        self._processing = PostgresProcessing(self._db, self._queries, self.namespace)
         self._stuck: tuple[int, float] | None = None
         self._written = 0
         """The highest position this store object has written."""
@@ -134,6 +144,11 @@ class PostgresEventStore(StoreBase):
     def schema(self) -> str:
         """The PostgreSQL schema this store uses."""
         return self._settings.schema
+
+    @property
+    def processing(self) -> PostgresProcessing:
+        """The processing runtime's state for this store's namespace."""
+        return self._processing
 
     # -- lifecycle and schema -----------------------------------------------------------
 
@@ -264,6 +279,7 @@ class PostgresEventStore(StoreBase):
             await conn.execute(
                 self._queries.mark_removed, self._key(stream, state=state.value, before=before)
             )
+            await self._snapshots.delete(conn, stream)
 
     async def _truncate_stream(self, stream: str, before_version: int) -> None:
         async with self._db.transaction() as conn:
@@ -284,6 +300,16 @@ class PostgresEventStore(StoreBase):
         if not rows:
             raise StreamDeleted(stream)
         return stream_info_from(stream, rows[0])
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    async def _write_snapshot(
+        self, stream: str, version: int, schema_version: int, state: bytes
+    ) -> None:
+        await self._snapshots.write(stream, version, schema_version, state)
+
+    async def _read_snapshot(self, stream: str) -> Snapshot | None:
+        return await self._snapshots.read(stream)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -408,7 +434,11 @@ class PostgresEventStore(StoreBase):
             return  # new events were announced while the batch was read: read again
         self._listener.start()
         delay = await self._recheck_delay()
-        await self._notifier.wait(token, delay if delay is not None else self.poll_interval)
+        # Not Notifier.wait's own timeout: asyncio.wait_for (Python 3.11) loses a cancellation
+        # that arrives just as a notification does, and the subscription then never ends.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay if delay is not None else self.poll_interval):
+                await self._notifier.wait(token, None)
 
     async def _recheck_delay(self) -> float | None:
         """How soon to read again when committed events wait above the horizon (else None).
