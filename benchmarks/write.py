@@ -171,14 +171,15 @@ def main(argv: list[str] | None = None) -> None:
                 if name == "postgresql":
                     drop_schema(url)
             overhead = result["C1r"] / result["C1"] - 1
-            verdict = "PASS" if overhead < 0.25 else "FAIL"
+            # The target is about real stores: with no I/O (memory) the ratio is all overhead.
+            verdict = "n/a: no I/O" if name == "memory" else "PASS" if overhead < 0.25 else "FAIL"
             table.add_row(
                 name,
                 f"{result['L1']:,.0f}",
                 f"{result['L2']:,.0f}",
                 f"{result['C1']:,.0f}",
                 f"{result['C1r']:,.0f}",
-                f"{overhead:+.1%} {verdict} (< 25 %)",
+                f"{overhead:+.1%} {verdict}" + ("" if name == "memory" else " (< 25 %)"),
             )
     Console().print(table)
 

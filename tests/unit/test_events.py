@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -106,3 +107,14 @@ def test_generated_ids_are_time_ordered_uuid7() -> None:
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
     milliseconds = [i.int >> 80 for i in ids]
     assert milliseconds == sorted(milliseconds)
+
+
+def test_recorded_events_from_rows_equal_constructed_ones() -> None:
+    from datetime import UTC, datetime
+
+    from kronika import RecordedEvent
+
+    values = (uuid.uuid4(), "s-1", 3, 99, "A", {"x": 1}, {"m": 2}, ("t",), datetime.now(UTC))
+    names = [f.name for f in dataclasses.fields(RecordedEvent)]
+    built = RecordedEvent(**dict(zip(names, values, strict=True)))
+    assert RecordedEvent.from_row(*values) == built
