@@ -100,6 +100,17 @@ def test_version_reports_the_engine(sqlite_url: str) -> None:
     assert fields["namespace"] == "default"
 
 
+def test_version_reports_the_schema_version_without_creating_anything(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    database = tmp_path / "kronika.db"
+    assert sqlite_url.endswith(str(database))
+    assert "pending: run kronika migrate" in version_fields(ok("version", url=sqlite_url))["schema"]
+    assert not database.exists()
+    ok("migrate", url=sqlite_url)
+    assert version_fields(ok("version", url=sqlite_url))["schema"].endswith("(current)")
+
+
 def test_version_hides_the_password() -> None:
     fields = version_fields(ok("version", url="postgresql://app:s3cret@db.invalid/kronika"))
     assert fields["engine"] == "postgresql"

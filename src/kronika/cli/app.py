@@ -7,20 +7,26 @@ for everything else (conflicts, missing streams, an unreachable database).
 
 from __future__ import annotations
 
+import asyncio
 import platform
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
 import kronika
 from kronika.cli import demo, events, migrate, output, processors, streams, worker
-from kronika.cli.context import Settings, settings_of
+from kronika.cli.context import Settings, run, settings_of
 from kronika.errors import KronikaError
-from kronika.store import DEFAULT_URL
+from kronika.store import DEFAULT_URL, EventStore
 from kronika.store.options import redact_url
 
 __all__ = ["app", "main"]
+
+T = TypeVar("T")
+SCHEMA_TIMEOUT = 10.0
+"""Seconds ``kronika version`` waits for the database to report its schema version."""
 
 
 class KronikaGroup(TyperGroup):
@@ -76,7 +82,7 @@ def root(
 
 @app.command()
 def version(ctx: typer.Context) -> None:
-    """Show Kronika's version and the engine of the configured store."""
+    """Show Kronika's version, the configured store's engine and its schema version."""
     settings = settings_of(ctx)
     store = settings.make_store()
     rows = {
@@ -85,9 +91,34 @@ def version(ctx: typer.Context) -> None:
         "engine": store.engine,
         "url": redact_url(settings.url),
         "namespace": store.namespace,
+        "schema": _schema(store),
     }
     for label, value in rows.items():
         output.out.print(f"{label:<10} {value}", markup=False)
+
+
+def _schema(store: EventStore) -> str:
+    """The database's schema version against this code's, or why it is unknown."""
+    try:
+        status = run(_within(store.schema_status(), SCHEMA_TIMEOUT))
+    except KronikaError as exc:
+        return f"unknown ({exc.message})"
+    except TimeoutError:
+        return f"unknown (no answer within {SCHEMA_TIMEOUT:g} s)"
+    if status.latest == 0:
+        return "none (nothing is stored on disk)"
+    if status.too_new:
+        state = "newer than this Kronika: upgrade Kronika"
+    elif status.pending:
+        state = f"{len(status.pending)} migrations pending: run kronika migrate"
+    else:
+        state = "current"
+    return f"{status.current} of {status.latest} ({state})"
+
+
+async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 def main() -> None:
