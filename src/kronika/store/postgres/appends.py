@@ -36,8 +36,8 @@ from kronika.domain.events import (
     RecordedEvent,
     StreamState,
 )
-from kronika.errors import ConditionFailed, ConflictError, DuplicateEventError, KronikaError
-from kronika.store.base import PreparedAppend, check_stream_expectation, resolve_retry
+from kronika.errors import ConditionFailed, ConflictError, KronikaError
+from kronika.store.base import PreparedAppend, check_stream_expectation, resolve_multi_retry
 from kronika.store.postgres.arrays import (
     BigintArray,
     IntArray,
@@ -166,20 +166,16 @@ def read_result(appends: Sequence[PreparedAppend], row: Sequence[Any]) -> MultiA
 def resolve_stored(
     appends: Sequence[PreparedAppend], stored: Sequence[RecordedEvent]
 ) -> dict[str, AppendResult]:
-    """Results of a retried append (parts with events only), or ``DuplicateEventError``."""
+    """Results of a retried append (parts with events only), or ``DuplicateEventError``.
+
+    Called after a unique violation on event ids, so finding none of them stored means they
+    were deleted in between.
+    """
     by_id = {e.id: e for e in stored}
-    if not by_id:  # deleted since the function saw them
+    per_append = [[by_id[e.id] for e in a.events if e.id in by_id] for a in appends]
+    results = resolve_multi_retry(appends, per_append)
+    if results is None:
         raise ConflictError("the events of this retried append were deleted meanwhile; retry")
-    results: dict[str, AppendResult] = {}
-    for append in appends:
-        if not append.events:
-            continue
-        mine = [by_id[e.id] for e in append.events if e.id in by_id]
-        result = resolve_retry(append, mine)
-        if result is None:
-            some = next(iter(by_id))
-            raise DuplicateEventError(str(some), "and this append mixes stored and new event ids")
-        results[append.stream] = result
     return results
 
 
