@@ -15,22 +15,26 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 __all__ = [
+    "ACTIVE_JOB_STATES",
     "Documents",
     "FailedKey",
     "FailureAction",
     "FailureState",
+    "Job",
+    "JobState",
     "Lease",
     "LeaseLost",
     "ProcessingStore",
     "ProcessingTransaction",
     "ProcessorRecord",
+    "job_from_row",
 ]
 
 
@@ -90,6 +94,65 @@ class FailedKey:
     """An operator's pending request, if any."""
 
 
+class JobState(enum.Enum):
+    """Where a job (a replay) stands."""
+
+    RUNNING = "running"
+    """Workers are doing its work."""
+    STOPPED = "stopped"
+    """An operator stopped it; resuming goes on from where it stood."""
+    COMPLETED = "completed"
+    """Its work is done (a replay: its generation took over)."""
+
+
+ACTIVE_JOB_STATES = (JobState.RUNNING, JobState.STOPPED)
+"""States in which a processor's job is still under way: at most one per processor."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A persisted long-running operation on a processor, such as a replay."""
+
+    id: str
+    """Unique id (a UUID, as text)."""
+    kind: str
+    """What the job does: ``replay``."""
+    processor: str
+    """The processor's (logical) name."""
+    generation: int
+    """The read-model generation the job builds."""
+    state: JobState
+    """Running, stopped or completed."""
+    step: str
+    """Its current step: ``building``, then ``done``."""
+    target: int
+    """The head position when the job started (what "caught up" is first measured against)."""
+    created_at: datetime
+    """When it was started."""
+    updated_at: datetime
+    """When its state last changed."""
+    error: str | None = None
+    """Why it is stuck, if it is (e.g. keys of the new generation are failing)."""
+
+
+def job_from_row(values: Sequence[Any], time: Callable[[Any], datetime] = lambda v: v) -> Job:
+    """A job from a row of ``id, kind, processor, generation, state, step, target, error,
+    created_at, updated_at``; ``time`` turns the backend's stored times into datetimes."""
+    id_, kind, processor, generation, state, step, target, error, created, updated = values
+    return Job(
+        id=id_,
+        kind=kind,
+        processor=processor,
+        generation=generation,
+        state=JobState(state),
+        step=step,
+        target=target,
+        error=error,
+        created_at=time(created),
+        updated_at=time(updated),
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lease:
     """A worker's claim on one partition of a processor."""
@@ -117,7 +180,8 @@ class ProcessorRecord:
     paused: bool
     """An operator paused it."""
     generation: int = 1
-    """The read-model generation that is live (replays build the next one)."""
+    """The read-model generation that is live (replays build the next one). Meaningful on
+    a processor's own record; the records of its other generations keep the default."""
 
 
 class Documents(Protocol):
@@ -230,4 +294,44 @@ class ProcessingStore(Protocol):
 
     def documents_reader(self) -> AbstractAsyncContextManager[Documents]:
         """Read read-model documents outside any processing transaction."""
+        ...
+
+    async def clear_documents(self, collection: str) -> None:
+        """Delete every document of a collection (pruning a replaced read model)."""
+        ...
+
+    async def drop_processor(self, name: str, *, keep_record: bool = False) -> None:
+        """Forget a processor's checkpoints, leases and failed keys, and its record too
+        unless ``keep_record``."""
+        ...
+
+    async def create_job(self, job: Job) -> bool:
+        """Store a new job; False if the processor already has an active one."""
+        ...
+
+    async def jobs(self, processor: str | None = None) -> list[Job]:
+        """Jobs (of one processor, or all), oldest first."""
+        ...
+
+    async def update_job(
+        self,
+        job_id: str,
+        *,
+        state: JobState,
+        expected: Sequence[JobState],
+        error: str | None = None,
+    ) -> bool:
+        """Move a job to ``state`` if it is in one of the ``expected`` states."""
+        ...
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Remove a job's record; False if there is none."""
+        ...
+
+    async def activate_generation(
+        self, name: str, generation: int, *, completing: str | None = None
+    ) -> bool:
+        """Make ``generation`` the processor's live one, in one transaction that also marks
+        the job ``completing`` completed. False (and nothing changed) when that job is no
+        longer running."""
         ...

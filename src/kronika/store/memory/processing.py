@@ -9,8 +9,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kronika.errors import ConfigurationError
-from kronika.store.processing import FailedKey, FailureAction, Lease, LeaseLost, ProcessorRecord
+from kronika.errors import ConfigurationError, NotFound
+from kronika.store.processing import (
+    ACTIVE_JOB_STATES,
+    FailedKey,
+    FailureAction,
+    Job,
+    JobState,
+    Lease,
+    LeaseLost,
+    ProcessorRecord,
+)
 
 __all__ = ["MemoryProcessing"]
 
@@ -22,6 +31,7 @@ class _State:
     documents: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     leases: dict[tuple[str, int], Lease] = field(default_factory=dict)
     workers: dict[str, datetime] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
 
 
 _DELETED: dict[str, Any] = {}
@@ -199,3 +209,65 @@ class MemoryProcessing:
 
     async def leases(self, processor: str) -> list[Lease]:
         return [lease for lease in self._state.leases.values() if lease.processor == processor]
+
+    # -- pruning and jobs ---------------------------------------------------------------
+
+    async def clear_documents(self, collection: str) -> None:
+        for key in [k for k in self._state.documents if k[0] == collection]:
+            del self._state.documents[key]
+
+    async def drop_processor(self, name: str, *, keep_record: bool = False) -> None:
+        state = self._state
+        state.failures = {k: f for k, f in state.failures.items() if f.processor != name}
+        state.leases = {k: lease for k, lease in state.leases.items() if lease.processor != name}
+        record = state.processors.get(name)
+        if record is not None and keep_record:
+            state.processors[name] = replace(record, checkpoints={})
+        elif record is not None:
+            del state.processors[name]
+
+    async def create_job(self, job: Job) -> bool:
+        if any(
+            j.processor == job.processor and j.state in ACTIVE_JOB_STATES
+            for j in self._state.jobs.values()
+        ):
+            return False
+        self._state.jobs[job.id] = job
+        return True
+
+    async def jobs(self, processor: str | None = None) -> list[Job]:
+        found = [j for j in self._state.jobs.values() if processor in (None, j.processor)]
+        return sorted(found, key=lambda j: (j.created_at, j.id))
+
+    async def update_job(
+        self,
+        job_id: str,
+        *,
+        state: JobState,
+        expected: Sequence[JobState],
+        error: str | None = None,
+    ) -> bool:
+        job = self._state.jobs.get(job_id)
+        if job is None or job.state not in expected:
+            return False
+        step = "done" if state is JobState.COMPLETED else job.step
+        self._state.jobs[job_id] = replace(
+            job, state=state, step=step, error=error, updated_at=datetime.now(UTC)
+        )
+        return True
+
+    async def delete_job(self, job_id: str) -> bool:
+        return self._state.jobs.pop(job_id, None) is not None
+
+    async def activate_generation(
+        self, name: str, generation: int, *, completing: str | None = None
+    ) -> bool:
+        if completing is not None and not await self.update_job(
+            completing, state=JobState.COMPLETED, expected=[JobState.RUNNING]
+        ):
+            return False
+        record = self._state.processors.get(name)
+        if record is None:
+            raise NotFound(f"processor {name!r} has never run")
+        self._state.processors[name] = replace(record, generation=generation)
+        return True

@@ -33,6 +33,7 @@ from kronika.store.base import (
     decode_json,
     resolve_multi_retry,
 )
+from kronika.store.memory.keys import MemoryKeys
 from kronika.store.memory.processing import MemoryProcessing
 from kronika.store.options import parse_options
 
@@ -68,6 +69,8 @@ class _Log:
     snapshots: dict[tuple[str, str], Snapshot] = field(default_factory=dict)
     processing: dict[str, MemoryProcessing] = field(default_factory=dict)
     """Runtime state per namespace."""
+    keys: dict[str, MemoryKeys] = field(default_factory=dict)
+    """API keys per namespace."""
     notifier: Notifier = field(default_factory=Notifier)
     """Wakes the subscriptions of every store object on this log."""
 
@@ -100,6 +103,11 @@ class MemoryEventStore(StoreBase):
     def processing(self) -> MemoryProcessing:
         """The processing runtime's state for this store's namespace."""
         return self._log.processing.setdefault(self.namespace, MemoryProcessing())
+
+    @property
+    def keys(self) -> MemoryKeys:
+        """The API keys of this store's namespace."""
+        return self._log.keys.setdefault(self.namespace, MemoryKeys())
 
     async def _open(self) -> None:
         pass

@@ -101,7 +101,9 @@ class Database:
 
     async def _configure(self, conn: Connection) -> None:
         with translated():
-            await conn.execute(self._queries.configure_session, prepare=False)
+            await conn.execute(
+                self._queries.configure_session, {"schema": self._settings.schema}, prepare=False
+            )
             timeout = self._settings.statement_timeout
             if timeout is not None:
                 milliseconds = str(max(1, round(timeout * 1000)))

@@ -30,7 +30,15 @@ from kronika.store.postgres.database import Database
 from kronika.store.postgres.processing_rows import failure_from, lease_from, record_from
 from kronika.store.postgres.processing_tx import PostgresDocuments, PostgresTransaction, Rows
 from kronika.store.postgres.queries import Queries
-from kronika.store.processing import FailedKey, FailureAction, Lease, ProcessorRecord
+from kronika.store.processing import (
+    FailedKey,
+    FailureAction,
+    Job,
+    JobState,
+    Lease,
+    ProcessorRecord,
+    job_from_row,
+)
 
 __all__ = ["PostgresProcessing"]
 
@@ -154,3 +162,62 @@ class PostgresProcessing:
         """Current leases on a processor (lapsed ones too, until claimed or released)."""
         rows = await self._run(self._queries.leases, self._params(processor=processor))
         return [lease_from(processor, row) for row in rows]
+
+    # -- pruning and jobs -------------------------------------------------------------------
+
+    async def clear_documents(self, collection: str) -> None:
+        """Delete every document of a collection."""
+        await self._run(self._queries.clear_documents, self._params(collection=collection))
+
+    async def drop_processor(self, name: str, *, keep_record: bool = False) -> None:
+        """Forget a processor's checkpoints, leases and failures (and record, unless kept)."""
+        params = self._params(name=name, keep_record=keep_record)
+        await self._run(self._queries.drop_processor, params)
+
+    async def create_job(self, job: Job) -> bool:
+        """Store a new job; False if the processor already has one under way."""
+        params = self._params(
+            id=job.id,
+            kind=job.kind,
+            processor=job.processor,
+            generation=job.generation,
+            state=job.state.value,
+            step=job.step,
+            target=job.target,
+            error=job.error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+        return bool(await self._count(self._queries.insert_job, params))
+
+    async def jobs(self, processor: str | None = None) -> list[Job]:
+        """Jobs (of one processor, or all), oldest first."""
+        rows = await self._run(self._queries.jobs, self._params(processor=processor))
+        return [job_from_row(row) for row in rows]
+
+    async def update_job(
+        self,
+        job_id: str,
+        *,
+        state: JobState,
+        expected: Sequence[JobState],
+        error: str | None = None,
+    ) -> bool:
+        """Move a job to ``state`` if it is in one of the ``expected`` states."""
+        params = self._params(
+            id=job_id, state=state.value, expected=[s.value for s in expected], error=error
+        )
+        return bool(await self._count(self._queries.update_job, params))
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Remove a job's record; False if there is none."""
+        return bool(await self._count(self._queries.delete_job, self._params(id=job_id)))
+
+    async def activate_generation(
+        self, name: str, generation: int, *, completing: str | None = None
+    ) -> bool:
+        """Make ``generation`` live; with ``completing``, only while that job runs."""
+        if await self.processor(name) is None:
+            raise NotFound(f"processor {name!r} has never run")
+        params = self._params(name=name, generation=generation, completing=completing)
+        return bool(await self._run(self._queries.activate_generation, params))

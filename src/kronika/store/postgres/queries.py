@@ -76,6 +76,13 @@ class Queries:
     get_document: bytes
     put_document: bytes
     delete_document: bytes
+    clear_documents: bytes
+    drop_processor: bytes
+    insert_job: bytes
+    jobs: bytes
+    update_job: bytes
+    delete_job: bytes
+    activate_generation: bytes
     insert_processor: bytes
     processors: bytes
     set_paused: bytes
@@ -85,6 +92,10 @@ class Queries:
     acquire_leases: bytes
     release_leases: bytes
     leases: bytes
+    insert_api_key: bytes
+    select_api_keys: bytes
+    revoke_api_key: bytes
+    touch_api_key: bytes
 
 
 @functools.cache

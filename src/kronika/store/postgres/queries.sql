@@ -43,8 +43,10 @@ SELECT pg_advisory_unlock(hashtextextended('kronika migrate ' || %(schema)s, 0))
 -- Sessions
 
 -- name: configure_session
--- Every pooled connection reports times in UTC.
-SELECT set_config('TimeZone', 'UTC', false)
+-- Every pooled connection reports times in UTC, and finds unqualified tables (a
+-- projection's own read-model tables) in the store's schema first.
+SELECT set_config('TimeZone', 'UTC', false),
+       set_config('search_path', quote_ident(%(schema)s) || ', public', false)
 
 -- name: set_statement_timeout
 SELECT set_config('statement_timeout', %(milliseconds)s, false)
@@ -357,6 +359,66 @@ ON CONFLICT (namespace, collection, key) DO UPDATE SET data = EXCLUDED.data
 DELETE FROM {schema}.documents
 WHERE namespace = %(namespace)s AND collection = %(collection)s AND key = %(key)s
 
+-- name: clear_documents
+DELETE FROM {schema}.documents
+WHERE namespace = %(namespace)s AND collection = %(collection)s
+
+-- ---------------------------------------------------------------------------------------
+-- Dropping a processor's state, and jobs (replays); each statement its own transaction
+
+-- name: drop_processor
+-- Forget a processor's checkpoints, leases and failed keys, and its record unless kept.
+WITH gone_partitions AS (
+    DELETE FROM {schema}.partitions WHERE namespace = %(namespace)s AND processor = %(name)s
+), gone_failures AS (
+    DELETE FROM {schema}.failures WHERE namespace = %(namespace)s AND processor = %(name)s
+)
+DELETE FROM {schema}.processors
+WHERE namespace = %(namespace)s AND name = %(name)s AND NOT %(keep_record)s
+
+-- name: insert_job
+-- A new job; the partial unique index jobs_active refuses a second active one per processor.
+INSERT INTO {schema}.jobs (
+    namespace, id, kind, processor, generation, state, step, target, error, created_at,
+    updated_at
+) VALUES (
+    %(namespace)s, %(id)s, %(kind)s, %(processor)s, %(generation)s, %(state)s, %(step)s,
+    %(target)s, %(error)s, %(created_at)s, %(updated_at)s
+)
+ON CONFLICT DO NOTHING
+
+-- name: jobs
+SELECT id, kind, processor, generation, state, step, target, error, created_at, updated_at
+FROM {schema}.jobs
+WHERE namespace = %(namespace)s
+  AND (%(processor)s::text IS NULL OR processor = %(processor)s::text)
+ORDER BY created_at, id
+
+-- name: update_job
+-- Move a job to a state only from one of the expected states.
+UPDATE {schema}.jobs
+SET state = %(state)s, error = %(error)s, updated_at = now(),
+    step = CASE WHEN %(state)s = 'completed' THEN 'done' ELSE step END
+WHERE namespace = %(namespace)s AND id = %(id)s AND state = ANY(%(expected)s::text[])
+
+-- name: delete_job
+DELETE FROM {schema}.jobs WHERE namespace = %(namespace)s AND id = %(id)s
+
+-- name: activate_generation
+-- Make a generation live; with a job id, only while that job is running, and complete it
+-- in the same statement (so in the same transaction). No row: nothing changed.
+WITH done AS (
+    UPDATE {schema}.jobs
+    SET state = 'completed', step = 'done', updated_at = now()
+    WHERE namespace = %(namespace)s AND id = %(completing)s AND state = 'running'
+    RETURNING id
+)
+UPDATE {schema}.processors
+SET generation = %(generation)s
+WHERE namespace = %(namespace)s AND name = %(name)s
+  AND (%(completing)s::text IS NULL OR EXISTS (SELECT 1 FROM done))
+RETURNING name
+
 -- ---------------------------------------------------------------------------------------
 -- Processors, failed keys, workers and leases (each statement its own transaction)
 
@@ -449,3 +511,36 @@ WHERE p.namespace = %(namespace)s AND p.processor = %(processor)s
 SELECT partition, owner, lease_expires_at FROM {schema}.partitions
 WHERE namespace = %(namespace)s AND processor = %(processor)s AND owner IS NOT NULL
 ORDER BY partition
+
+-- API keys ---------------------------------------------------------------------------------
+-- Times are given by the caller.
+
+-- name: insert_api_key
+-- Store a new key; a key with the same id is left alone (no row returned).
+INSERT INTO {schema}.api_keys
+    (namespace, id, name, secret_hash, roles, categories, created_at, expires_at)
+VALUES (%(namespace)s, %(id)s, %(name)s, %(secret_hash)s, %(roles)s::text[],
+        %(categories)s::text[], %(created_at)s, %(expires_at)s)
+ON CONFLICT (namespace, id) DO NOTHING
+RETURNING id
+
+-- name: select_api_keys
+-- One key (id), or every key when id is NULL, oldest first.
+SELECT id, name, secret_hash, roles, categories, created_at, expires_at, revoked_at,
+       last_used_at
+FROM {schema}.api_keys
+WHERE namespace = %(namespace)s AND (%(id)s::text IS NULL OR id = %(id)s::text)
+ORDER BY created_at, id
+
+-- name: revoke_api_key
+-- A key revoked before keeps its first revocation time; returns the key afterwards.
+UPDATE {schema}.api_keys SET revoked_at = coalesce(revoked_at, %(at)s)
+WHERE namespace = %(namespace)s AND id = %(id)s
+RETURNING id, name, secret_hash, roles, categories, created_at, expires_at, revoked_at,
+          last_used_at
+
+-- name: touch_api_key
+-- Record a use at most once per period: skip when a use at or after stale_before is recorded.
+UPDATE {schema}.api_keys SET last_used_at = %(at)s
+WHERE namespace = %(namespace)s AND id = %(id)s
+  AND (last_used_at IS NULL OR last_used_at < %(stale_before)s)

@@ -433,3 +433,38 @@ CREATE TABLE {schema}.workers (
     expires_at timestamptz NOT NULL,
     PRIMARY KEY (namespace, owner)
 ) WITH (fillfactor = 50);
+
+-- API keys for the server (migration 0003). Only a hash of each secret is stored; times
+-- are given by the caller (the server's clock).
+CREATE TABLE {schema}.api_keys (
+    namespace text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,                     -- public lookup handle: kr_<id>_<secret>
+    name text NOT NULL,
+    secret_hash bytea NOT NULL,                       -- SHA-256 of the secret
+    roles text[] NOT NULL,
+    categories text[],                                -- NULL: every category
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz,
+    revoked_at timestamptz,
+    last_used_at timestamptz,                         -- updated at most once a minute
+    PRIMARY KEY (namespace, id)
+);
+
+-- Jobs: replays of projections (migration 0004). At most one under way per processor.
+CREATE TABLE {schema}.jobs (
+    namespace text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    kind text NOT NULL,                               -- replay
+    processor text COLLATE "C" NOT NULL,
+    generation integer NOT NULL,                      -- the generation it builds
+    state text NOT NULL CHECK (state IN ('running', 'stopped', 'completed')),
+    step text NOT NULL,
+    target bigint NOT NULL,                           -- head position when it started
+    error text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+
+CREATE UNIQUE INDEX jobs_active ON {schema}.jobs (namespace, processor)
+WHERE state IN ('running', 'stopped');

@@ -66,6 +66,7 @@ from kronika.store.base import GlobalFilter, PreparedAppend, StoreBase, check_st
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.postgres import appends as ap
 from kronika.store.postgres.database import Connection, Database, RawJson
+from kronika.store.postgres.keys import PostgresKeys
 from kronika.store.postgres.notifier import Announcer, Listener, channel_name
 from kronika.store.postgres.processing import PostgresProcessing
 from kronika.store.postgres.queries import queries_for
@@ -129,6 +130,7 @@ class PostgresEventStore(StoreBase):
         self._listener = Listener(self._db, self._queries, self._notifier.notify)
         self._snapshots = PostgresSnapshots(self._db, self._queries, self.namespace)
         self._processing = PostgresProcessing(self._db, self._queries, self.namespace)
+        self._keys = PostgresKeys(self._db, self._queries, self.namespace)
         self._stuck: tuple[int, float] | None = None
         self._written = 0
         """The highest position this store object has written."""
@@ -149,6 +151,11 @@ class PostgresEventStore(StoreBase):
     def processing(self) -> PostgresProcessing:
         """The processing runtime's state for this store's namespace."""
         return self._processing
+
+    @property
+    def keys(self) -> PostgresKeys:
+        """The API keys of this store's namespace."""
+        return self._keys
 
     # -- lifecycle and schema -----------------------------------------------------------
 

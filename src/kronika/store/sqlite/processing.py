@@ -19,7 +19,15 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from kronika.errors import KronikaError
-from kronika.store.processing import FailedKey, FailureAction, Lease, ProcessorRecord
+from kronika.store.processing import (
+    FailedKey,
+    FailureAction,
+    Job,
+    JobState,
+    Lease,
+    ProcessorRecord,
+)
+from kronika.store.sqlite import processing_jobs as jobs
 from kronika.store.sqlite import processing_state as state
 from kronika.store.sqlite.config import SQLiteConfig
 from kronika.store.sqlite.processing_connection import ProcessingConnection
@@ -150,3 +158,54 @@ class SQLiteProcessing:
     async def leases(self, processor: str) -> list[Lease]:
         """Current leases on a processor (lapsed ones too, until taken or released)."""
         return await self._readers().run(state.leases, self._namespace, processor)
+
+    # -- pruning and jobs ------------------------------------------------------------------------
+
+    async def clear_documents(self, collection: str) -> None:
+        """Delete every document of a collection."""
+        ns = self._namespace
+        await self._writer().call(lambda conn: jobs.clear_documents(conn, ns, collection))
+
+    async def drop_processor(self, name: str, *, keep_record: bool = False) -> None:
+        """Forget a processor's checkpoints, leases and failures (and record, unless kept)."""
+        ns = self._namespace
+        await self._writer().call(lambda conn: jobs.drop_processor(conn, ns, name, keep_record))
+
+    async def create_job(self, job: Job) -> bool:
+        """Store a new job; False if the processor already has one under way."""
+        ns = self._namespace
+        return await self._writer().call(lambda conn: jobs.create_job(conn, ns, job))
+
+    async def jobs(self, processor: str | None = None) -> list[Job]:
+        """Jobs (of one processor, or all), oldest first."""
+        return await self._readers().run(jobs.jobs, self._namespace, processor)
+
+    async def update_job(
+        self,
+        job_id: str,
+        *,
+        state: JobState,
+        expected: Sequence[JobState],
+        error: str | None = None,
+    ) -> bool:
+        """Move a job to ``state`` if it is in one of the ``expected`` states."""
+        ns, wanted = self._namespace, list(expected)
+        return await self._writer().call(
+            lambda conn: jobs.update_job(
+                conn, ns, job_id, state=state, expected=wanted, error=error
+            )
+        )
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Remove a job's record; False if there is none."""
+        ns = self._namespace
+        return await self._writer().call(lambda conn: jobs.delete_job(conn, ns, job_id))
+
+    async def activate_generation(
+        self, name: str, generation: int, *, completing: str | None = None
+    ) -> bool:
+        """Make ``generation`` live; with ``completing``, only while that job runs."""
+        ns = self._namespace
+        return await self._writer().call(
+            lambda conn: jobs.activate_generation(conn, ns, name, generation, completing)
+        )

@@ -363,3 +363,78 @@ ON CONFLICT (namespace, collection, key) DO UPDATE SET data = excluded.data
 
 -- name: delete_document
 DELETE FROM documents WHERE namespace = :namespace AND collection = :collection AND key = :key
+
+-- name: clear_documents
+DELETE FROM documents WHERE namespace = :namespace AND collection = :collection
+
+-- Processing: dropping a processor's state and jobs (replays) ----------------------------
+
+-- name: drop_partitions
+DELETE FROM partitions WHERE namespace = :namespace AND processor = :name
+
+-- name: drop_failures
+DELETE FROM failures WHERE namespace = :namespace AND processor = :name
+
+-- name: drop_processor
+DELETE FROM processors WHERE namespace = :namespace AND name = :name
+
+-- name: insert_job
+-- A new job; the partial unique index jobs_active refuses a second active one per processor.
+INSERT INTO jobs (
+    namespace, id, kind, processor, generation, state, step, target, error, created_at,
+    updated_at
+) VALUES (
+    :namespace, :id, :kind, :processor, :generation, :state, :step, :target, :error,
+    :created_at, :updated_at
+)
+ON CONFLICT DO NOTHING
+
+-- name: select_jobs
+SELECT id, kind, processor, generation, state, step, target, error, created_at, updated_at
+FROM jobs
+WHERE namespace = :namespace AND (:processor IS NULL OR processor = :processor)
+ORDER BY created_at, id
+
+-- name: update_job
+-- Move a job to :state only from one of the :expected states (a JSON array).
+UPDATE jobs
+SET state = :state, error = :error, updated_at = :now,
+    step = CASE WHEN :state = 'completed' THEN 'done' ELSE step END
+WHERE namespace = :namespace AND id = :id
+  AND state IN (SELECT value FROM json_each(:expected))
+
+-- name: delete_job
+DELETE FROM jobs WHERE namespace = :namespace AND id = :id
+
+-- name: set_generation
+UPDATE processors SET generation = :generation WHERE namespace = :namespace AND name = :name
+
+-- API keys --------------------------------------------------------------------------------
+-- Times are microseconds since the Unix epoch, given by the caller.
+
+-- name: insert_api_key
+-- Store a new key; a key with the same id is left alone (the caller sees rowcount 0).
+INSERT INTO api_keys
+    (namespace, id, name, secret_hash, roles, categories, created_at, expires_at)
+VALUES
+    (:namespace, :id, :name, :secret_hash, :roles, :categories, :created_at, :expires_at)
+ON CONFLICT (namespace, id) DO NOTHING
+
+-- name: select_api_keys
+-- One key (:id), or every key when :id is NULL, oldest first.
+SELECT id, name, secret_hash, roles, categories, created_at, expires_at, revoked_at,
+       last_used_at
+FROM api_keys
+WHERE namespace = :namespace AND (:id IS NULL OR id = :id)
+ORDER BY created_at, id
+
+-- name: revoke_api_key
+-- A key revoked before keeps its first revocation time.
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, :at)
+WHERE namespace = :namespace AND id = :id
+
+-- name: touch_api_key
+-- Record a use at most once per period: skip when a use at or after :stale_before is recorded.
+UPDATE api_keys SET last_used_at = :at
+WHERE namespace = :namespace AND id = :id
+  AND (last_used_at IS NULL OR last_used_at < :stale_before)

@@ -155,3 +155,38 @@ CREATE TABLE workers (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (namespace, owner)
 ) STRICT, WITHOUT ROWID;
+
+-- API keys for the server (migration 0003). Only a hash of each secret is stored; roles
+-- and categories are JSON arrays of names (categories NULL: every category).
+CREATE TABLE api_keys (
+    namespace    TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    secret_hash  BLOB    NOT NULL,
+    roles        TEXT    NOT NULL,
+    categories   TEXT,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    revoked_at   INTEGER,
+    last_used_at INTEGER,
+    PRIMARY KEY (namespace, id)
+) STRICT, WITHOUT ROWID;
+
+-- Jobs: replays of projections (migration 0004). At most one under way per processor.
+CREATE TABLE jobs (
+    namespace  TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    processor  TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    state      TEXT    NOT NULL CHECK (state IN ('running', 'stopped', 'completed')),
+    step       TEXT    NOT NULL,
+    target     INTEGER NOT NULL,
+    error      TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, id)
+) STRICT;
+
+CREATE UNIQUE INDEX jobs_active ON jobs (namespace, processor)
+WHERE state IN ('running', 'stopped');

@@ -25,6 +25,7 @@ from kronika.store.base import GlobalFilter, PreparedAppend, StoreBase
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.sqlite import reads, schema
 from kronika.store.sqlite.config import SQLiteConfig
+from kronika.store.sqlite.keys import SQLiteKeys
 from kronika.store.sqlite.processing import SQLiteProcessing
 from kronika.store.sqlite.processing_connection import refuse_nested_write
 from kronika.store.sqlite.readers import ReaderPool
@@ -95,6 +96,7 @@ class SQLiteEventStore(StoreBase):
         self._readers: ReaderPool | None = None
         self._watcher: ChangeWatcher | None = None
         self._processing = SQLiteProcessing(config, self._active_writer, self._active_readers)
+        self._keys = SQLiteKeys(config.namespace, self._active_writer, self._active_readers)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteEventStore:
@@ -112,6 +114,11 @@ class SQLiteEventStore(StoreBase):
     def processing(self) -> SQLiteProcessing:
         """The processing runtime's state, in this database and namespace."""
         return self._processing
+
+    @property
+    def keys(self) -> SQLiteKeys:
+        """The API keys of this store's namespace."""
+        return self._keys
 
     @property
     def writer_stats(self) -> WriterStats:
