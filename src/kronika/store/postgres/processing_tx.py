@@ -8,6 +8,20 @@ a worker that lost its lease rolls back everything the transaction wrote.
 
 While a transaction that wrote is open, it holds back the visibility horizon of global
 readers (see :mod:`.store`): keep handlers short.
+
+Speed: every statement a handler awaits is a round trip, and in asyncio psycopg's client
+side of one costs about 100 µs of CPU. Two things keep that down:
+
+- Documents are written behind (:class:`BufferedDocuments`): ``put`` and ``delete`` wait in
+  the transaction and go to the server together, one ``executemany`` per kind, before
+  anything that could see them runs (a handler's own SQL, the checkpoint, failure records,
+  ``COMMIT``). A ``get`` of a key written in the transaction is answered from the buffer,
+  so handlers still read their own writes. A server-side error of a buffered write (rare:
+  documents are encoded and checked when put) surfaces at that flush, inside the same
+  transaction, so it still rolls back; the runtime then handles the batch one event per
+  transaction and parks the right key.
+- The transaction runs its statements through one cursor, instead of a new one per
+  statement (about a fifth of the client's CPU per statement).
 """
 
 from __future__ import annotations
@@ -15,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import orjson
 from psycopg import AsyncCursor
 from psycopg.pq import TransactionStatus
 
@@ -26,7 +41,7 @@ from kronika.store.postgres.processing_rows import failure_params
 from kronika.store.postgres.queries import Queries
 from kronika.store.processing import FailedKey, LeaseLost
 
-__all__ = ["PostgresDocuments", "PostgresTransaction"]
+__all__ = ["BufferedDocuments", "PostgresDocuments", "PostgresTransaction"]
 
 Params = Sequence[Any] | dict[str, Any]
 Rows = list[tuple[Any, ...]]
@@ -64,6 +79,44 @@ class PostgresDocuments:
         return self._key(collection, key)
 
 
+class BufferedDocuments(PostgresDocuments):
+    """A processing transaction's documents: writes wait here until the transaction flushes
+    them (see the module's docstring); reads see them."""
+
+    def __init__(self, run: Run, queries: Queries, namespace: str) -> None:
+        super().__init__(run, queries, namespace, writable=True)
+        self.pending: dict[tuple[str, str], RawJson | None] = {}
+        """(collection, key) -> the document's JSON, or None for a delete: the last write wins."""
+
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        if (collection, key) not in self.pending:
+            return await super().get(collection, key)
+        data = self.pending[collection, key]
+        return None if data is None else orjson.loads(data.data)  # a copy, as from the server
+
+    async def put(self, collection: str, key: str, document: dict[str, Any]) -> None:
+        self._writable_key(collection, key)
+        self.pending[collection, key] = RawJson(encode_json(document, "document"))
+
+    async def delete(self, collection: str, key: str) -> None:
+        self._writable_key(collection, key)
+        self.pending[collection, key] = None
+
+    def take(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The buffered writes as parameters: (puts, deletes); the buffer is emptied."""
+        puts: list[dict[str, Any]] = []
+        deletes: list[dict[str, Any]] = []
+        for (collection, key), data in self.pending.items():
+            params = self._key(collection, key)
+            if data is None:
+                deletes.append(params)
+            else:
+                params["data"] = data
+                puts.append(params)
+        self.pending.clear()
+        return puts, deletes
+
+
 class PostgresTransaction:
     """One processing transaction; :meth:`end` commits or rolls it back."""
 
@@ -72,8 +125,9 @@ class PostgresTransaction:
         self._queries = queries
         self._namespace = namespace
         self._conn: Connection | None = None
+        self._cur: AsyncCursor[Any] | None = None
         self._ended = False
-        self.documents = PostgresDocuments(self._rows, queries, namespace, writable=True)
+        self.documents = BufferedDocuments(self._rows, queries, namespace)
 
     # -- the connection -------------------------------------------------------------------
 
@@ -83,11 +137,30 @@ class PostgresTransaction:
             raise ConfigurationError("this processing transaction has ended")
         if self._conn is None:
             self._conn = await self._db.borrow()  # end() gives it back, whatever happens
+            self._cur = self._conn.cursor()
             with translated(self._db.connection_lost):
                 await self._conn.execute(self._queries.begin, prepare=False)
         elif self._conn.info.transaction_status == TransactionStatus.IDLE:
             raise ConfigurationError("this processing transaction is no longer open")
         return self._conn
+
+    async def _cursor_of(self) -> AsyncCursor[Any]:
+        """The transaction's cursor (on its begun connection)."""
+        await self._connection()
+        assert self._cur is not None
+        return self._cur
+
+    async def _flush(self) -> None:
+        """Send the buffered document writes (before anything that could see them)."""
+        if not self.documents.pending:
+            return
+        puts, deletes = self.documents.take()
+        cur = await self._cursor_of()
+        with translated(self._db.connection_lost):
+            if puts:
+                await cur.executemany(self._queries.put_document, puts)
+            if deletes:
+                await cur.executemany(self._queries.delete_document, deletes)
 
     async def end(self, *, commit: bool) -> None:
         """Commit (or roll back) what was written, if anything; the transaction is over.
@@ -95,8 +168,18 @@ class PostgresTransaction:
         A transaction in which a statement failed is rolled back and reported, even if the
         handler caught the error: PostgreSQL would turn its COMMIT into a silent rollback.
         """
+        if commit and not self._ended:
+            try:
+                await self._flush()
+            except BaseException:
+                await self._finish(commit=False)
+                raise
+        await self._finish(commit=commit)
+
+    async def _finish(self, *, commit: bool) -> None:
         self._ended = True
-        conn, self._conn = self._conn, None
+        self.documents.pending.clear()
+        conn, self._conn, self._cur = self._conn, None, None
         if conn is None:
             return
         status = conn.info.transaction_status
@@ -115,13 +198,18 @@ class PostgresTransaction:
     # -- Kronika's statements ---------------------------------------------------------------
 
     async def _cursor(self, query: bytes, params: dict[str, Any]) -> AsyncCursor[Any]:
-        conn = await self._connection()
+        """Run one of Kronika's writes, after the buffered documents."""
+        await self._flush()
+        cur = await self._cursor_of()
         with translated(self._db.connection_lost):
-            return await conn.execute(query, params, prepare=True)
+            return await cur.execute(query, params, prepare=True)
 
     async def _rows(self, query: bytes, params: dict[str, Any]) -> Rows:
-        cur = await self._cursor(query, params)
-        return await cur.fetchall() if cur.description else []
+        """Run one of Kronika's reads (a document's key not written here: no flush needed)."""
+        cur = await self._cursor_of()
+        with translated(self._db.connection_lost):
+            await cur.execute(query, params, prepare=True)
+            return await cur.fetchall() if cur.description else []
 
     async def set_checkpoint(
         self, processor: str, partition: int, position: int, *, owner: str | None = None
@@ -169,12 +257,13 @@ class PostgresTransaction:
     async def _statement(self, sql: str, params: Params) -> AsyncCursor[Any]:
         """Without parameters the text is sent as is (several statements may be given);
         with them it is prepared, as handlers repeat the same statements."""
-        conn = await self._connection()
+        await self._flush()  # the handler's SQL may read the documents
+        cur = await self._cursor_of()
         with translated(self._db.connection_lost, handler_sql=True):
             if params:
-                cur = await conn.execute(sql, params)
+                await cur.execute(sql, params)
             else:
-                cur = await conn.execute(sql, prepare=False)
-        if conn.info.transaction_status == TransactionStatus.IDLE:
+                await cur.execute(sql, prepare=False)
+        if cur.connection.info.transaction_status == TransactionStatus.IDLE:
             raise ConfigurationError("a handler's SQL must not end the processing transaction")
         return cur

@@ -2,7 +2,9 @@
 
 A transaction takes the processing connection (and SQLite's write lock) at its first
 statement, not when it is created: a handler that does slow work or appends events before
-touching the database does not hold up other transactions or the store's writer.
+touching the database does not hold up other transactions or the store's writer. Its
+statements then run on the caller's thread, without a hop to the connection's thread
+(see :mod:`.processing_connection`); only ``BEGIN`` and ``COMMIT`` take the hop.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class SQLiteTransaction:
         if not self._begun:
             await self._connection.begin()
             self._begun = True
-        return await self._connection.run(function, *args)
+        return self._connection.run_here(function, *args)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         return await self._run(_execute, sql, params, self._path)
