@@ -135,3 +135,58 @@ def test_an_operator_sees_and_clears_a_failed_key(tmp_path: Path) -> None:
         _, errors = worker.communicate(timeout=30)
     assert worker.returncode == 0, errors
     assert "stopped" in errors
+
+
+def test_an_operator_replays_a_projection_and_rolls_it_back(tmp_path: Path) -> None:
+    """``kronika replay``: a job builds generation 2 while the worker serves generation 1,
+    switches when caught up, and ``activate`` rolls back to generation 1 without a replay."""
+    (tmp_path / "ledgerapp.py").write_text(APP, encoding="utf-8")
+    (tmp_path / "fixed").touch()
+    url = f"sqlite:///{tmp_path / 'kronika.db'}"
+    ok("migrate", url=url)
+    for n in range(5):
+        ok("streams", "append", f"s-{n % 3}", "Numbered", f'{{"n": {n}}}', url=url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KRONIKA_")}
+    env["KRONIKA_APP"] = "ledgerapp:PROCESSORS"
+    worker = subprocess.Popen(
+        [str(KRONIKA), "--url", url, "worker", "--lease-ttl", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    app = ["--app", "ledgerapp:PROCESSORS"]
+
+    def generations() -> dict[object, object]:
+        found = lines(ok("replay", "generations", "ledger", "--json", url=url))
+        return {g["generation"]: g["live"] for g in found}
+
+    try:
+        until(lambda: generations() == {1: True})
+        [job] = lines(ok("replay", "start", "ledger", *app, "--json", url=url, cwd=tmp_path))
+        assert (job["generation"], job["state"]) == (2, "running")
+
+        def completed() -> bool:
+            [state] = lines(ok("replay", "status", *app, "--json", url=url, cwd=tmp_path))
+            return state["state"] == "completed" and state["progress"] == 1.0
+
+        until(completed)
+        assert generations() == {2: True, 1: False}
+        ok("replay", "activate", "ledger", "1", *app, url=url, cwd=tmp_path)
+        assert generations() == {2: False, 1: True}
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, errors = worker.communicate(timeout=30)
+    assert worker.returncode == 0, errors
+
+    # With no worker running, a job waits; stopped and deleted, it leaves nothing behind.
+    [job] = lines(ok("replay", "start", "ledger", *app, "--json", url=url, cwd=tmp_path))
+    assert job["generation"] == 3
+    assert generations() == {3: False, 2: False, 1: True}
+    ok("replay", "stop", str(job["id"]), url=url)
+    ok("replay", "delete", str(job["id"]), *app, url=url, cwd=tmp_path)
+    assert generations() == {2: False, 1: True}
+    assert (
+        lines(ok("replay", "status", *app, "--json", url=url, cwd=tmp_path))[-1]["generation"] == 2
+    )

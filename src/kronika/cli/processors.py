@@ -89,6 +89,7 @@ def status(ctx: typer.Context, app_ref: Annotated[str, APP_OPTION], json: JSON =
 def _status_dict(state: admin.ProcessorStatus) -> dict[str, object]:
     return {
         "name": state.name,
+        "generation": state.generation,
         "state": state.state.value,
         "partitions": state.partitions,
         "position": state.position,

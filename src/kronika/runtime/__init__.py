@@ -1,6 +1,18 @@
-"""The processing runtime: projections and reactors with partitions, failures and leases."""
+"""The processing runtime: projections, reactors and sagas with partitions, failures and
+leases."""
 
 from kronika.runtime.processor import Context, Processor, ProcessorKind, Projection, Reactor, on
+from kronika.runtime.saga import Saga, SagaContext
 from kronika.runtime.worker import Worker
 
-__all__ = ["Context", "Processor", "ProcessorKind", "Projection", "Reactor", "Worker", "on"]
+__all__ = [
+    "Context",
+    "Processor",
+    "ProcessorKind",
+    "Projection",
+    "Reactor",
+    "Saga",
+    "SagaContext",
+    "Worker",
+    "on",
+]

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 
 from kronika.domain.events import RecordedEvent
 from kronika.errors import NotFound
+from kronika.runtime.generations import generation_of, physical_name
 from kronika.runtime.partition import events_of_key
 from kronika.runtime.processor import Processor
-from kronika.runtime.worker import processing_of
+from kronika.runtime.progress import LAG_SCAN_LIMIT, processing_of, unhandled
 from kronika.store.processing import FailedKey, FailureAction, FailureState
 from kronika.store.protocol import EventStore
 
@@ -26,6 +27,7 @@ __all__ = [
     "ProcessorStatus",
     "dead_letters",
     "failed_keys",
+    "live_name",
     "pause",
     "request_retry",
     "request_skip",
@@ -35,9 +37,6 @@ __all__ = [
 
 Operation = Callable[..., Awaitable[None]]
 """An operator action taking the store and names: request_retry, request_skip, pause, resume."""
-
-LAG_SCAN_LIMIT = 10_000
-"""Lag in events is counted exactly up to this many; beyond it ``lag_capped`` is set."""
 
 
 class ProcessorState(enum.Enum):
@@ -59,6 +58,8 @@ class ProcessorStatus:
 
     name: str
     """The processor's name."""
+    generation: int
+    """Its live read-model generation (replays build the next one)."""
     state: ProcessorState
     """Running, degraded, paused or stopped."""
     partitions: int
@@ -84,26 +85,25 @@ class ProcessorStatus:
 async def status(store: EventStore, processor: Processor) -> ProcessorStatus:
     """State, position and lag of one processor."""
     processing = processing_of(store)
-    record = await processing.processor(processor.name)
-    if record is None:
+    own = await processing.processor(processor.name)
+    if own is None:
         raise NotFound(f"processor {processor.name!r} has never run")
+    name = physical_name(processor.name, own.generation)  # the live generation's state
+    record = own if name == own.name else await processing.processor(name)
+    if record is None:
+        raise NotFound(f"generation {own.generation} of {processor.name!r} is missing")
     checkpoints = {p: record.checkpoints.get(p, 0) for p in range(record.partitions)}
-    lag, capped, oldest = await _lag(store, processor, checkpoints)
-    failures = await processing.failures(processor.name)
+    lag, capped, oldest = await unhandled(store, processor, checkpoints)
+    failures = await processing.failures(name)
     now = datetime.now(UTC)
     owners = tuple(
-        sorted(
-            {
-                lease.owner
-                for lease in await processing.leases(processor.name)
-                if lease.expires_at > now
-            }
-        )
+        sorted({lease.owner for lease in await processing.leases(name) if lease.expires_at > now})
     )
     quarantined = sum(f.state is FailureState.QUARANTINED for f in failures)
     return ProcessorStatus(
         name=processor.name,
-        state=_state(record.paused, bool(owners), bool(failures)),
+        generation=own.generation,
+        state=_state(own.paused, bool(owners), bool(failures)),
         partitions=record.partitions,
         position=min(checkpoints.values()),
         head=await store.head_position(),
@@ -124,38 +124,29 @@ def _state(paused: bool, held: bool, failing: bool) -> ProcessorState:
     return ProcessorState.DEGRADED if failing else ProcessorState.RUNNING
 
 
-async def _lag(
-    store: EventStore, processor: Processor, checkpoints: dict[int, int]
-) -> tuple[int, bool, datetime | None]:
-    """Count unhandled events of the processor, from the lowest checkpoint on."""
-    position, count, oldest = min(checkpoints.values()) + 1, 0, None
-    while count < LAG_SCAN_LIMIT:
-        page = await store.read_all(
-            from_position=position,
-            limit=1_000,
-            types=processor.types,
-            categories=processor.categories,
-        )
-        if not page:
-            return count, False, oldest
-        for event in page:
-            if event.position > checkpoints[processor.partition(event)]:
-                count += 1
-                oldest = oldest or event.recorded_at
-        position = page[-1].position + 1
-    return count, True, oldest
+async def live_name(store: EventStore, processor: str) -> str:
+    """Where the state of a processor's live generation is kept: ``processor`` itself
+    until a replay switched generations, then ``processor~gN``. A name that already names
+    a generation (``processor~gN``, e.g. a replay's failed keys) is returned as it is."""
+    if generation_of(processor)[1] != 1:
+        return processor
+    record = await processing_of(store).processor(processor)
+    return processor if record is None else physical_name(processor, record.generation)
 
 
 async def failed_keys(store: EventStore, processor: str | None = None) -> list[FailedKey]:
-    """Parked and quarantined keys (of one processor, or all), oldest first."""
-    return await processing_of(store).failures(processor)
+    """Parked and quarantined keys (of one processor's live generation, or all), oldest
+    first."""
+    name = None if processor is None else await live_name(store, processor)
+    return await processing_of(store).failures(name)
 
 
 async def dead_letters(store: EventStore, processor: Processor, key: str) -> list[RecordedEvent]:
     """The events a failed key is holding back, from the failing one on."""
     processing = processing_of(store)
-    failure = next((f for f in await processing.failures(processor.name) if f.key == key), None)
-    record = await processing.processor(processor.name)
+    name = await live_name(store, processor.name)
+    failure = next((f for f in await processing.failures(name) if f.key == key), None)
+    record = await processing.processor(name)
     if failure is None or record is None:
         raise NotFound(f"key {key!r} of processor {processor.name!r} is not failed")
     end = record.checkpoints.get(failure.partition, 0)
@@ -163,7 +154,8 @@ async def dead_letters(store: EventStore, processor: Processor, key: str) -> lis
 
 
 async def _request(store: EventStore, processor: str, key: str, action: FailureAction) -> None:
-    if not await processing_of(store).request(processor, key, action):
+    name = await live_name(store, processor)
+    if not await processing_of(store).request(name, key, action):
         raise NotFound(f"key {key!r} of processor {processor!r} is not failed")
 
 

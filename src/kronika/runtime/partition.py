@@ -35,9 +35,11 @@ from kronika.store.processing import (
 )
 from kronika.store.protocol import EventStore
 
-__all__ = ["PartitionRunner", "events_of_key"]
+__all__ = ["PartitionRunner", "Routed", "events_of_key"]
 
 log = logging.getLogger("kronika.runtime")
+IDLE_CHECKPOINT = timedelta(seconds=2)
+"""How often, at most, an idle partition moves its checkpoint up to the router's position."""
 Clock = Callable[[], datetime]
 
 
@@ -69,6 +71,15 @@ async def events_of_key(
     return found
 
 
+class Routed:
+    """How far a processor's router has queued events: shared by its partition runners."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+
 class PartitionRunner:
     """Handles the events of one partition, in order, until cancelled."""
 
@@ -82,9 +93,16 @@ class PartitionRunner:
         checkpoint: int,
         failures: dict[str, FailedKey],
         owner: str,
+        routed: Routed | None = None,
+        name: str | None = None,
+        generation: int = 1,
         clock: Clock = _now,
     ) -> None:
         self.processor = processor
+        self.name = name or processor.name
+        """The name its state is kept under: the processor's, or one generation's of it."""
+        self.generation = generation
+        """The read-model generation its handlers write (see :mod:`.generations`)."""
         self.partition = partition
         self.store = store
         self.processing = processing
@@ -95,6 +113,10 @@ class PartitionRunner:
         self.queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=processor.batch_size * 4)
         self.requests: list[FailedKey] = []
         self.handled = 0
+        self.routed = routed if routed is not None else Routed(checkpoint)
+        """Every event of this partition up to ``routed.position`` has been queued (the
+        router moves it, once for all partitions)."""
+        self._idle_saved_at: datetime | None = None
         self.interrupted = False
         """True while work is under way: if the runner is cancelled then, its in-flight
         events were not handled (or not known to be), so it must not handle later ones."""
@@ -109,6 +131,8 @@ class PartitionRunner:
             await self.retry_due()
             if batch:
                 await self.process(batch)
+            elif self.queue.empty():
+                await self._advance_idle()
             self.interrupted = False
 
     async def _next_batch(self) -> list[RecordedEvent]:
@@ -129,6 +153,24 @@ class PartitionRunner:
             return 1.0
         return max(0.0, min(1.0, (min(due) - self.clock()).total_seconds()))
 
+    async def _advance_idle(self) -> None:
+        """Move an idle partition's checkpoint up to the router's position, now and then.
+
+        A partition whose keys see no events would otherwise keep an old checkpoint while
+        the log moves on: lag scans and replay progress would start from there every time.
+        Everything up to the router's position that belongs here has been queued and, the queue
+        being empty, handled; so the checkpoint may say so.
+        """
+        now = self.clock()
+        recent = self._idle_saved_at is not None and now - self._idle_saved_at < IDLE_CHECKPOINT
+        position = self.routed.position
+        if position <= self.checkpoint or recent:
+            return
+        async with self.processing.transaction() as tx:
+            await self._fence(tx, position)
+        self.checkpoint = position
+        self._idle_saved_at = now
+
     async def drain(self) -> None:
         """Handle everything already queued (used on shutdown), unless the runner was
         interrupted mid-batch: handling later events would skip the interrupted ones."""
@@ -147,10 +189,11 @@ class PartitionRunner:
         events = [e for e in batch if e.position > self.checkpoint]
         if not events:
             return
+        failures, key = self.failures, self.processor.key
         try:
             async with self.processing.transaction() as tx:
                 for event in events:
-                    if self.processor.key(event) not in self.failures:
+                    if not failures or key(event) not in failures:  # no key() call when none
                         await self._call(event, tx)
                 await self._fence(tx, events[-1].position)
         except LeaseLost:
@@ -181,10 +224,10 @@ class PartitionRunner:
     async def _call(self, event: RecordedEvent, tx: ProcessingTransaction) -> None:
         correlation = event.metadata.get(CORRELATION_ID)
         with caused_by(event.id, correlation):
-            await self.processor.handle(event, Context(event, tx, self.store))
+            await self.processor.handle(event, Context(event, tx, self.store, self.generation))
 
     async def _fence(self, tx: ProcessingTransaction, position: int) -> None:
-        await tx.set_checkpoint(self.processor.name, self.partition, position, owner=self.owner)
+        await tx.set_checkpoint(self.name, self.partition, position, owner=self.owner)
 
     # -- failures ---------------------------------------------------------------------
 
@@ -192,7 +235,7 @@ class PartitionRunner:
         now = self.clock()
         failure = self._next_attempt(
             FailedKey(
-                processor=self.processor.name,
+                processor=self.name,
                 partition=self.partition,
                 key=self.processor.key(event),
                 position=event.position,
@@ -236,7 +279,7 @@ class PartitionRunner:
             "handler failed",
             extra={
                 "action": "quarantine" if quarantined else "park",
-                "processor": self.processor.name,
+                "processor": self.name,
                 "partition": self.partition,
                 "key": updated.key,
                 "event_id": str(event.id),
@@ -255,7 +298,7 @@ class PartitionRunner:
         if not self.requests:
             return
         self.requests.clear()
-        current = {f.key: f for f in await self.processing.failures(self.processor.name)}
+        current = {f.key: f for f in await self.processing.failures(self.name)}
         for stored in current.values():
             local = self.failures.get(stored.key)
             if local is None or stored.requested is None or stored.partition != self.partition:
@@ -267,13 +310,13 @@ class PartitionRunner:
             self.failures[local.key] = local
             async with self.processing.transaction() as tx:
                 await tx.save_failure(local)
-                await tx.clear_request(self.processor.name, local.key)
+                await tx.clear_request(self.name, local.key)
                 await self._fence(tx, self.checkpoint)
             log.info(
                 "operator request",
                 extra={
                     "action": stored.requested.value,
-                    "processor": self.processor.name,
+                    "processor": self.name,
                     "key": local.key,
                 },
             )
@@ -309,10 +352,10 @@ class PartitionRunner:
                     await self._fence(tx, self.checkpoint)
                 return
         async with self.processing.transaction() as tx:
-            await tx.clear_failure(self.processor.name, failure.key)
+            await tx.clear_failure(self.name, failure.key)
             await self._fence(tx, self.checkpoint)
         self.failures.pop(failure.key, None)
         log.info(
             "parked key recovered",
-            extra={"action": "unpark", "processor": self.processor.name, "key": failure.key},
+            extra={"action": "unpark", "processor": self.name, "key": failure.key},
         )

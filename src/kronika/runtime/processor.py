@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -28,6 +28,7 @@ from kronika.cqrs.registry import EventRegistry, default_registry
 from kronika.domain.events import RecordedEvent
 from kronika.domain.retry import RetryPolicy
 from kronika.errors import ConfigurationError
+from kronika.runtime.generations import scoped, table_name
 from kronika.store.processing import Documents, ProcessingTransaction
 from kronika.store.protocol import EventStore
 
@@ -44,6 +45,8 @@ class ProcessorKind(enum.Enum):
     """Builds a read model; its writes commit with its checkpoint (exactly once)."""
     REACTOR = "reactor"
     """Causes side effects; handled at least once, one event per transaction by default."""
+    SAGA = "saga"
+    """Manages a long-running process: state per key, commands, compensation."""
 
 
 def on(event_type: type | str) -> Callable[[F], F]:
@@ -72,11 +75,18 @@ class Context:
     """The transaction the handler's writes commit in, with the checkpoint."""
     store: EventStore
     """The event store, e.g. for a reactor that appends follow-up events."""
+    generation: int = 1
+    """The read-model generation being built (a replay builds the next one)."""
 
     @property
     def documents(self) -> Documents:
-        """The read-model document store, inside the transaction."""
-        return self.transaction.documents
+        """The read-model document store of this generation, inside the transaction."""
+        return scoped(self.transaction.documents, self.generation)
+
+    def table(self, name: str) -> str:
+        """The name of this generation's copy of a table the projection declared in
+        :attr:`Projection.tables`; use it in ``execute`` so replays build beside live."""
+        return table_name(name, self.generation)
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run SQL against the store's database in the handler's transaction."""
@@ -125,6 +135,8 @@ class Processor:
 
     @classmethod
     def _check(cls) -> None:
+        if "~" in cls.name:
+            raise ConfigurationError(f"{cls.__name__}.name must not contain '~' (kept for replays)")
         if not isinstance(cls.partitions, int) or not 1 <= cls.partitions <= 4096:
             raise ConfigurationError(f"{cls.__name__}.partitions must be an integer from 1 to 4096")
         if not cls._handlers:
@@ -154,9 +166,24 @@ class Processor:
 
 
 class Projection(Processor):
-    """Builds a read model; writes commit together with the checkpoint."""
+    """Builds a read model; writes commit together with the checkpoint.
+
+    A projection can be *replayed*: rebuilt from the first event into a new generation of
+    its read model beside the live one, which takes over when it has caught up (see
+    :mod:`kronika.runtime.replay`). For that, write through ``ctx.documents`` and
+    ``ctx.table(...)``, and declare what the read model consists of, so replaced
+    generations can be pruned.
+    """
 
     kind = ProcessorKind.PROJECTION
+    collections: ClassVar[Sequence[str]] = ()
+    """Document collections the read model writes (pruned with a replaced generation)."""
+    tables: ClassVar[Mapping[str, str]] = {}
+    """SQL tables of the read model: name -> ``CREATE TABLE IF NOT EXISTS {table} (...)``.
+    Each generation gets its own copy, created before its handlers run and dropped when
+    the generation is pruned."""
+    replayed_versions_to_keep: ClassVar[int] = 1
+    """Replaced generations kept (for a rollback without replay) after a replay switches."""
 
 
 class Reactor(Processor):

@@ -23,22 +23,17 @@ import socket
 import uuid
 from collections.abc import Sequence
 
-from kronika.runtime.partition import PartitionRunner
+from kronika.runtime.generations import physical_name
+from kronika.runtime.partition import PartitionRunner, Routed
 from kronika.runtime.processor import Processor
-from kronika.store.processing import LeaseLost, ProcessingStore
+from kronika.runtime.progress import processing_of
+from kronika.runtime.replay import REPLAY, ensure_tables, prune, try_complete
+from kronika.store.processing import JobState, LeaseLost
 from kronika.store.protocol import EventStore
 
-__all__ = ["ProcessorRunner", "Worker", "assigned_partitions", "processing_of"]
+__all__ = ["ProcessorRunner", "Supervisor", "Worker", "assigned_partitions", "processing_of"]
 
 log = logging.getLogger("kronika.runtime")
-
-
-def processing_of(store: EventStore) -> ProcessingStore:
-    """The runtime state store of an event store (SQL and memory backends have one)."""
-    processing = getattr(store, "processing", None)
-    if processing is None:
-        raise TypeError(f"the {store.engine} store cannot run processors")
-    return processing  # type: ignore[no-any-return]
 
 
 def assigned_partitions(partitions: int, workers: Sequence[str], me: str) -> list[int]:
@@ -60,8 +55,12 @@ class ProcessorRunner:
         owner: str,
         lease_ttl: float,
         drain_timeout: float,
+        generation: int = 1,
     ) -> None:
         self.processor = processor
+        self.generation = generation
+        self.name = physical_name(processor.name, generation)
+        """The name this generation's checkpoints and leases are kept under."""
         self.store = store
         self.processing = processing_of(store)
         self.owner = owner
@@ -70,11 +69,12 @@ class ProcessorRunner:
         self.owned: frozenset[int] = frozenset()
         self.runners: dict[int, PartitionRunner] = {}
         self._pipeline: asyncio.Task[None] | None = None
+        self._routed = Routed(0)
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
         """Keep leases and the pipeline in step until cancelled or stopped."""
-        name = self.processor.name
+        name = self.name
         await self.processing.register_processor(name, self.processor.partitions)
         try:
             while not self._stopping.is_set():
@@ -91,7 +91,7 @@ class ProcessorRunner:
         self._stopping.set()
 
     async def _step(self) -> None:
-        name = self.processor.name
+        name = self.name
         record = await self.processing.processor(name)
         workers = await self.processing.worker_heartbeat(self.owner, self.lease_ttl)
         paused = record is None or record.paused
@@ -115,15 +115,16 @@ class ProcessorRunner:
         await self._deliver_requests()
 
     async def _deliver_requests(self) -> None:
-        for failure in await self.processing.failures(self.processor.name):
+        for failure in await self.processing.failures(self.name):
             runner = self.runners.get(failure.partition)
             if failure.requested is not None and runner is not None:
                 runner.request(failure)
 
     async def _start_pipeline(self) -> None:
-        record = await self.processing.processor(self.processor.name)
+        record = await self.processing.processor(self.name)
         assert record is not None
-        failures = await self.processing.failures(self.processor.name)
+        failures = await self.processing.failures(self.name)
+        routed = self._routed = Routed(min(record.checkpoints.get(p, 0) for p in self.owned))
         self.runners = {
             p: PartitionRunner(
                 self.processor,
@@ -133,17 +134,18 @@ class ProcessorRunner:
                 checkpoint=record.checkpoints.get(p, 0),
                 owner=self.owner,
                 failures={f.key: f for f in failures if f.partition == p},
+                routed=routed,
+                name=self.name,
+                generation=self.generation,
             )
             for p in sorted(self.owned)
         }
-        self._pipeline = asyncio.create_task(
-            self._run_pipeline(), name=f"kronika-{self.processor.name}"
-        )
+        self._pipeline = asyncio.create_task(self._run_pipeline(), name=f"kronika-{self.name}")
         log.info(
             "partitions taken",
             extra={
                 "action": "start",
-                "processor": self.processor.name,
+                "processor": self.name,
                 "partitions": sorted(self.owned),
             },
         )
@@ -160,7 +162,7 @@ class ProcessorRunner:
                     log.error(
                         "processor pipeline failed",
                         exc_info=task.exception(),
-                        extra={"processor": self.processor.name},
+                        extra={"processor": self.name},
                     )
         finally:
             for task in tasks:
@@ -168,6 +170,7 @@ class ProcessorRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _route(self) -> None:
+        routed = self._routed
         start = min(r.checkpoint for r in self.runners.values()) + 1
         async for event in self.store.subscribe(
             from_position=start, types=self.processor.types, categories=self.processor.categories
@@ -175,6 +178,7 @@ class ProcessorRunner:
             runner = self.runners.get(self.processor.partition(event))
             if runner is not None and event.position > runner.checkpoint:
                 await runner.queue.put(event)
+            routed.position = event.position
 
     async def _stop_pipeline(self, *, drain: bool) -> None:
         pipeline, self._pipeline = self._pipeline, None
@@ -188,6 +192,94 @@ class ProcessorRunner:
                 async with asyncio.timeout(self.drain_timeout):
                     await asyncio.gather(*drains, return_exceptions=True)
         self.runners = {}
+
+
+class Supervisor:
+    """Keeps a processor's runners in line with what should run, one per generation.
+
+    That is the live generation (unless the processor is paused) and, for a projection,
+    the generation a running replay builds. The supervisor also finishes replays: once
+    the new generation has caught up it makes it live (any worker may; one transaction
+    decides), and when the live generation changes it prunes replaced ones.
+    """
+
+    def __init__(
+        self,
+        processor: Processor,
+        store: EventStore,
+        *,
+        owner: str,
+        lease_ttl: float,
+        drain_timeout: float,
+    ) -> None:
+        self.processor = processor
+        self.store = store
+        self.processing = processing_of(store)
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.drain_timeout = drain_timeout
+        self.runners: dict[int, tuple[ProcessorRunner, asyncio.Task[None]]] = {}
+        self._live: int | None = None
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Supervise until stopped (or a runner fails: its error is raised)."""
+        await self.processing.register_processor(self.processor.name, self.processor.partitions)
+        try:
+            while not self._stopping.is_set():
+                await self._step()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.lease_ttl / 3):
+                        await self._stopping.wait()
+        finally:
+            for generation in list(self.runners):
+                await self._stop(generation)
+
+    def stop(self) -> None:
+        """Stop every runner; :meth:`run` returns once they have drained."""
+        self._stopping.set()
+
+    async def _step(self) -> None:
+        for _, task in self.runners.values():
+            if task.done():
+                task.result()  # a runner that ended on its own failed: let the worker know
+        record = await self.processing.processor(self.processor.name)
+        assert record is not None  # registered in run()
+        replays = [
+            job
+            for job in await self.processing.jobs(self.processor.name)
+            if job.kind == REPLAY and job.state is JobState.RUNNING
+        ]
+        wanted = {job.generation for job in replays}
+        if not record.paused:
+            wanted.add(record.generation)
+        for generation in [g for g in self.runners if g not in wanted]:
+            await self._stop(generation)
+        for generation in sorted(wanted - set(self.runners)):
+            await ensure_tables(self.processing, self.processor, generation)
+            self._start(generation)
+        for job in replays:
+            await try_complete(self.store, self.processor, job)
+        if self._live is not None and self._live != record.generation:
+            await prune(self.store, self.processor)
+        self._live = record.generation
+
+    def _start(self, generation: int) -> None:
+        runner = ProcessorRunner(
+            self.processor,
+            self.store,
+            owner=self.owner,
+            lease_ttl=self.lease_ttl,
+            drain_timeout=self.drain_timeout,
+            generation=generation,
+        )
+        task = asyncio.create_task(runner.run(), name=f"processor-{runner.name}")
+        self.runners[generation] = (runner, task)
+
+    async def _stop(self, generation: int) -> None:
+        runner, task = self.runners.pop(generation)
+        runner.stop()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 class Worker:
@@ -207,10 +299,8 @@ class Worker:
             raise ValueError(f"processor names must be unique, got {names}")
         self.store = store
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.runners = [
-            ProcessorRunner(
-                p, store, owner=self.id, lease_ttl=lease_ttl, drain_timeout=drain_timeout
-            )
+        self.supervisors = [
+            Supervisor(p, store, owner=self.id, lease_ttl=lease_ttl, drain_timeout=drain_timeout)
             for p in processors
         ]
 
@@ -218,7 +308,8 @@ class Worker:
         """Run every processor; returns after :meth:`stop` once drained."""
         log.info("worker started", extra={"action": "start", "worker": self.id})
         tasks = [
-            asyncio.create_task(r.run(), name=f"processor-{r.processor.name}") for r in self.runners
+            asyncio.create_task(s.run(), name=f"supervisor-{s.processor.name}")
+            for s in self.supervisors
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -238,5 +329,5 @@ class Worker:
 
     def stop(self) -> None:
         """Stop intake; :meth:`run` returns when in-flight work is drained."""
-        for runner in self.runners:
-            runner.stop()
+        for supervisor in self.supervisors:
+            supervisor.stop()
