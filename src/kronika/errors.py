@@ -136,6 +136,11 @@ class ConditionFailed(ConflictError):
         self.position = position
         super().__init__(message)
 
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["position"] = self.position
+        return body
+
 
 class DuplicateEventError(ConflictError):
     """An event id that is already stored was sent again with different content."""
@@ -145,6 +150,11 @@ class DuplicateEventError(ConflictError):
     def __init__(self, event_id: str, reason: str) -> None:
         self.event_id = event_id
         super().__init__(f"event id {event_id} is already stored {reason}")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["event_id"] = self.event_id
+        return body
 
 
 class RetriesExhausted(ConflictError):
@@ -168,6 +178,11 @@ class StreamDeleted(KronikaError):
         self.stream = stream
         super().__init__(f"stream {stream!r} is deleted (tombstoned)")
 
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["stream"] = self.stream
+        return body
+
 
 class NotFound(KronikaError):
     """Something that was asked for does not exist."""
@@ -184,6 +199,11 @@ class StreamNotFound(NotFound):
     def __init__(self, stream: str) -> None:
         self.stream = stream
         super().__init__(f"stream {stream!r} does not exist")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["stream"] = self.stream
+        return body
 
 
 class AggregateNotFound(NotFound):

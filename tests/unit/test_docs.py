@@ -26,6 +26,7 @@ BACKEND_OPTIONS = {
     "memory": "kronika.store.memory.store",
     "sqlite": "kronika.store.sqlite",
     "postgresql": "kronika.store.postgres",
+    "http": "kronika.store.http",
 }
 """Backend -> the module whose ``OPTIONS`` lists the store options it accepts."""
 

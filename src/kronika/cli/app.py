@@ -16,7 +16,18 @@ import typer
 from typer.core import TyperGroup
 
 import kronika
-from kronika.cli import demo, events, migrate, output, processors, streams, worker
+from kronika.cli import (
+    demo,
+    events,
+    keys,
+    migrate,
+    output,
+    processors,
+    replay,
+    serve,
+    streams,
+    worker,
+)
 from kronika.cli.context import Settings, run, settings_of
 from kronika.errors import KronikaError
 from kronika.store import DEFAULT_URL, EventStore
@@ -54,7 +65,10 @@ app.add_typer(events.app, name="events")
 app.command(name="migrate")(migrate.migrate)
 app.command(name="demo")(demo.demo)
 app.command(name="worker")(worker.worker)
+app.command(name="serve")(serve.serve)
 app.add_typer(processors.app, name="processors")
+app.add_typer(replay.app, name="replay")
+app.add_typer(keys.app, name="keys")
 
 
 @app.callback()

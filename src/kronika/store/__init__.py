@@ -19,6 +19,8 @@ BACKENDS: dict[str, str] = {
     "sqlite": "kronika.store.sqlite:SQLiteEventStore",
     "postgresql": "kronika.store.postgres:PostgresEventStore",
     "postgres": "kronika.store.postgres:PostgresEventStore",
+    "http": "kronika.store.http:HttpEventStore",
+    "https": "kronika.store.http:HttpEventStore",
 }
 """URL scheme -> ``module:Class`` of the backend; each class has ``from_url(url, **options)``."""
 
@@ -32,7 +34,8 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
     """Make a store for ``url`` without connecting; ``async with`` opens and closes it.
 
     URLs: ``memory://``, ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``,
-    ``postgresql://user:pass@host:port/db?sslmode=require``. Options may be given as
+    ``postgresql://user:pass@host:port/db?sslmode=require``, ``http://host:port`` (a
+    ``kronika serve``, with ``token=...``). Options may be given as
     keyword arguments or in the URL's query string (see the configuration reference).
     """
     url = resolve_url(url)
@@ -40,8 +43,8 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
     target = BACKENDS.get(scheme.split("+")[0])
     if target is None or "://" not in url:
         raise ConfigurationError(
-            f"unsupported store URL {url.split('@')[-1]!r}: use memory://, sqlite:///PATH or "
-            "postgresql://..."
+            f"unsupported store URL {url.split('@')[-1]!r}: use memory://, sqlite:///PATH, "
+            "postgresql://... or http(s)://HOST:PORT (a kronika server)"
         )
     module_name, _, class_name = target.partition(":")
     try:
