@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: ``benchmarks/`` is a package there, not an installed one."""
 
@@ -39,3 +41,78 @@ def test_the_benchmark_runs_on_memory_and_reports_every_workload(tmp_path: Path)
     report = json.loads(out.read_text())
     assert {r["workload"] for r in report["results"]} == set(WORKLOADS)
     assert all(r["verdict"] in {"PASS", "n/a"} for r in report["results"]), report["results"]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_the_runtime_benchmark_runs_and_reports_catch_up_and_latency(
+    tmp_path: Path, backend: str
+) -> None:
+    out = tmp_path / "runtime.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.runtime",
+            "--backend",
+            backend,
+            "--scale",
+            "tiny",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [result] = json.loads(out.read_text())["results"]
+    assert result["backend"] == backend, result
+    assert result["events"] == 1_000
+    assert result["read"] > 0
+    assert result["docs"] > 0
+    assert (result["sql"] is not None) == (backend == "sqlite")
+    assert result["latency_ms"]["samples"] == 20
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    assert result["verdicts"]["latency"] == "n/a"
+
+
+def test_the_http_benchmark_runs_against_a_real_server(tmp_path: Path) -> None:
+    """benchmarks.http at the tiny scale on SQLite: it starts ``kronika serve``, measures
+    every part and writes its report. Targets are not asserted: timing belongs to the
+    benchmark, not to the test suite."""
+    out = tmp_path / "http.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.http",
+            "--backend",
+            "sqlite",
+            "--scale",
+            "tiny",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert [row["part"] for row in report["appends"]] == ["A1", "A16", "A64"]
+    for row in report["appends"]:
+        assert row["http"]["events"] > 0
+        assert row["in_process"]["rate"] > 0
+        assert row["ratio"] > 0
+    assert report["fanout"]["events"] > 0
+    assert report["fanout"]["p99_ms"] > 0
+    assert (
+        report["overload"]["requests"]
+        == report["overload"]["accepted"] + report["overload"]["rejected_429"]
+    )
+    assert report["overload"]["rejected_429"] > 0, "the overloaded server never answered 429"
+    assert any(line.startswith(("PASS", "FAIL")) for line in report["verdicts"])
