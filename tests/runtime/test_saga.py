@@ -12,6 +12,7 @@ from test_runtime import BACKENDS, wait_for
 import kronika
 from kronika import NewEvent, RecordedEvent, RetryPolicy, caused_by
 from kronika.runtime import Saga, SagaContext, Worker, admin, on
+from kronika.runtime.saga import on_timeout
 from kronika.store.protocol import EventStore
 
 crash_once: set[str] = set()
@@ -137,3 +138,60 @@ async def test_a_completed_saga_ignores_later_events(store: EventStore) -> None:
     found = await Checkout().instance(store, correlation)
     assert found is not None
     assert found["state"]["shipped"] is True
+
+
+class Booking(Saga):
+    """Holds a seat and gives it back if payment does not arrive in time."""
+
+    name = "booking"
+    partitions = 2
+
+    @on("SeatHeld")
+    async def held(self, event: RecordedEvent, saga: SagaContext) -> None:
+        saga.step("hold", compensate=(event.stream, NewEvent("SeatReleased", {})))
+        saga.schedule("payment", after=event.data["wait"])
+
+    @on("PaymentReceived")
+    async def paid(self, event: RecordedEvent, saga: SagaContext) -> None:
+        saga.cancel("payment")
+        saga.complete()
+
+    @on_timeout("payment")
+    async def payment_late(self, saga: SagaContext) -> None:
+        await saga.compensate("payment timed out")
+
+
+@pytest.fixture(params=BACKENDS)
+async def booking_store(request: pytest.FixtureRequest) -> AsyncIterator[EventStore]:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    async with kronika.open_store(url) as opened:
+        worker = Worker(opened, [Booking()], lease_ttl=0.6, drain_timeout=5)
+        task = asyncio.create_task(worker.run())
+        try:
+            yield opened
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 15)
+
+
+async def test_a_timeout_fires_once_and_a_cancelled_one_never(booking_store: EventStore) -> None:
+    store = booking_store
+    late = await store.append("seat-1", [NewEvent("SeatHeld", {"wait": 0.3})])
+    [held_late] = await store.read_all(from_position=late.position, limit=1)
+    paid = await store.append("seat-2", [NewEvent("SeatHeld", {"wait": 1.5})])
+    [held_paid] = await store.read_all(from_position=paid.position, limit=1)
+    await reply(store, str(held_paid.id), "payment-2", NewEvent("PaymentReceived", {}))
+
+    async def released() -> bool:
+        found = await Booking().instance(store, str(held_late.id))
+        return found is not None and found["status"] == "compensated"
+
+    await wait_for(released, timeout=20)
+    found = await Booking().instance(store, str(held_late.id))
+    assert found is not None
+    assert (found["status"], found["deadlines"]) == ("compensated", {})
+    await asyncio.sleep(2.5)  # past the cancelled deadline, and more timer rounds
+    assert await types_of(store, "seat-2") == ["SeatHeld"]  # paid in time: nothing released
+    assert await types_of(store, "seat-1") == ["SeatHeld", "SeatReleased"]  # fired once
+    timeouts = await store.read_stream("sagatimeouts-booking")
+    assert [e.data["key"] for e in timeouts] == [str(held_late.id)]

@@ -30,19 +30,41 @@ written, with the partition's checkpoint, after its commands were appended.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, TypeVar
 
+from kronika.domain.context import caused_by
 from kronika.domain.events import ANY, ExpectedVersionLike, NewEvent, RecordedEvent
 from kronika.errors import ConfigurationError
-from kronika.runtime.processor import Context, Processor, ProcessorKind
+from kronika.observability import metrics
+from kronika.runtime.processor import Context, Processor, ProcessorKind, on
 from kronika.runtime.progress import processing_of
 from kronika.store.protocol import EventStore
 
-__all__ = ["Saga", "SagaContext", "SagaStatus"]
+__all__ = ["TIMED_OUT", "TIMEOUTS", "Saga", "SagaContext", "SagaStatus", "on_timeout"]
 
 _IDS = uuid.UUID("5b1a7c0e-3f52-4c8e-9a51-7d2f0e6b4c11")
 """Namespace of the deterministic ids of commands that sagas send."""
+
+
+TIMED_OUT = "SagaTimedOut"
+"""The type of the events that deliver a saga's timeouts."""
+TIMEOUTS = "sagatimeouts"
+"""The category of the streams those events are appended to (one stream per saga)."""
+_TIMEOUT_HANDLER = "__kronika_saga_timeout__"
+
+F = TypeVar("F", bound=Callable[..., Awaitable[None]])
+
+
+def on_timeout(timeout: str) -> Callable[[F], F]:
+    """Mark an async method ``(self, saga: SagaContext)`` as the handler of a timeout."""
+
+    def mark(method: F) -> F:
+        setattr(method, _TIMEOUT_HANDLER, timeout)
+        return method
+
+    return mark
 
 
 class SagaStatus:
@@ -127,6 +149,21 @@ class SagaContext:
         """End the instance: later events of its key are ignored."""
         self._document["status"] = SagaStatus.COMPLETED
 
+    def schedule(self, timeout: str, after: float | timedelta) -> None:
+        """Call the saga's ``@on_timeout(timeout)`` handler after ``after`` seconds unless
+        cancelled, rescheduled or the instance ends first (replaces an earlier schedule)."""
+        delay = after if isinstance(after, timedelta) else timedelta(seconds=after)
+        self._document["deadlines"][timeout] = (datetime.now(UTC) + delay).isoformat()
+
+    def cancel(self, timeout: str) -> None:
+        """Cancel a scheduled timeout (nothing happens if none is scheduled)."""
+        self._document["deadlines"].pop(timeout, None)
+
+    @property
+    def deadlines(self) -> dict[str, str]:
+        """Scheduled timeouts: name -> when it is due (ISO 8601, UTC)."""
+        return dict(self._document["deadlines"])
+
 
 class Saga(Processor):
     """A process manager: state per key, commands, compensation in reverse order.
@@ -137,6 +174,34 @@ class Saga(Processor):
 
     kind = ProcessorKind.SAGA
     batch_size: ClassVar[int] = 1
+    _timeouts: ClassVar[dict[str, Callable[..., Awaitable[None]]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._timeouts = {
+            getattr(member, _TIMEOUT_HANDLER): member
+            for klass in reversed(cls.__mro__)
+            for member in vars(klass).values()
+            if getattr(member, _TIMEOUT_HANDLER, None) is not None
+        }
+        if cls.categories is not None and TIMEOUTS not in cls.categories:
+            cls.categories = [*cls.categories, TIMEOUTS]
+
+    @on(TIMED_OUT)
+    async def _timed_out(self, event: RecordedEvent, saga: SagaContext) -> None:
+        """Deliver a timeout, unless it was cancelled or rescheduled since it fell due."""
+        name = event.data["timeout"]
+        if saga.deadlines.get(name) != event.data["due"]:
+            return
+        saga.cancel(name)
+        handler = self._timeouts.get(name)
+        if handler is not None:
+            await handler(self, saga)
+
+    @property
+    def timeouts_stream(self) -> str:
+        """Where this saga's timeout events are appended."""
+        return f"{TIMEOUTS}-{self.name}"
 
     @property
     def collection(self) -> str:
@@ -144,7 +209,15 @@ class Saga(Processor):
         return f"saga.{self.name}"
 
     def key(self, event: RecordedEvent) -> str:
-        """The instance an event belongs to: its correlation id (its stream if it has none)."""
+        """The instance an event belongs to (a timeout's own instance, or
+        :meth:`instance_key`)."""
+        if event.type == TIMED_OUT and event.data.get("saga") == self.name:
+            return str(event.data["key"])
+        return self.instance_key(event)
+
+    def instance_key(self, event: RecordedEvent) -> str:
+        """The instance an event belongs to: its correlation id (its stream if it has none).
+        Override to key instances otherwise."""
         correlation = event.metadata.get("correlation_id")
         return correlation if isinstance(correlation, str) else event.stream
 
@@ -159,12 +232,54 @@ class Saga(Processor):
         async with processing_of(context.store).documents_reader() as reader:
             stored = await reader.get(self.collection, key)
         document = stored or {"state": {}, "status": SagaStatus.ACTIVE, "steps": []}
+        document.setdefault("deadlines", {})
         if document["status"] != SagaStatus.ACTIVE:
             return  # the process is over; late events change nothing
+        before = dict(document["deadlines"])
         saga = SagaContext(self, key, document, context)
         payload = self.events.from_recorded(event) if cls is not None else event
-        await handler(self, payload, saga)  # type: ignore[arg-type]  # sagas get a SagaContext
+        with metrics.saga_execution(self.name):
+            await handler(self, payload, saga)  # type: ignore[arg-type]  # sagas get a SagaContext
+        if document["status"] != SagaStatus.ACTIVE:
+            document["deadlines"] = {}
         await context.documents.put(self.collection, key, document)
+        if document["deadlines"] != before:
+            await self._index(context, key, document["deadlines"])
+
+    async def _index(self, context: Context, key: str, deadlines: dict[str, str]) -> None:
+        """Keep the partition's index of scheduled timeouts (what the timer scans)."""
+        collection, partition = f"{self.collection}.timeouts", str(self.partition(context.event))
+        index = await context.documents.get(collection, partition) or {}
+        if deadlines:
+            index[key] = deadlines
+        else:
+            index.pop(key, None)
+        await context.documents.put(collection, partition, index)
+
+    async def fire_due(self, store: EventStore, partitions: Iterable[int]) -> int:
+        """Append the timeout events that are due in ``partitions``; returns how many.
+
+        A timeout event's id comes from the saga, the instance, the timeout and its due
+        time, so firing one twice (two workers around a lease hand-over, or a timer that
+        runs again before the event is handled) appends it once.
+        """
+        now, fired = datetime.now(UTC), 0
+        collection = f"{self.collection}.timeouts"
+        async with processing_of(store).documents_reader() as reader:
+            indexes = [await reader.get(collection, str(p)) for p in partitions]
+        for index in indexes:
+            for key, deadlines in (index or {}).items():
+                for name, due in deadlines.items():
+                    if datetime.fromisoformat(due) > now:
+                        continue
+                    event_id = uuid.uuid5(_IDS, f"{self.name}/{key}/timeout/{name}/{due}")
+                    data = {"saga": self.name, "key": key, "timeout": name, "due": due}
+                    with caused_by(event_id, key):
+                        await store.append(
+                            self.timeouts_stream, [NewEvent(TIMED_OUT, data, id=event_id)]
+                        )
+                    fired += 1
+        return fired
 
     async def instance(self, store: EventStore, key: str) -> dict[str, Any] | None:
         """The stored document of one instance (state, status, steps), or ``None``."""

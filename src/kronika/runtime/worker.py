@@ -28,6 +28,7 @@ from kronika.runtime.partition import PartitionRunner, Routed
 from kronika.runtime.processor import Processor
 from kronika.runtime.progress import processing_of
 from kronika.runtime.replay import REPLAY, ensure_tables, prune, try_complete
+from kronika.runtime.saga import Saga
 from kronika.store.processing import JobState, LeaseLost
 from kronika.store.protocol import EventStore
 
@@ -200,7 +201,8 @@ class Supervisor:
     That is the live generation (unless the processor is paused) and, for a projection,
     the generation a running replay builds. The supervisor also finishes replays: once
     the new generation has caught up it makes it live (any worker may; one transaction
-    decides), and when the live generation changes it prunes replaced ones.
+    decides), and when the live generation changes it prunes replaced ones. For a saga it
+    fires the timeouts that fell due in the partitions this worker holds.
     """
 
     def __init__(
@@ -260,6 +262,9 @@ class Supervisor:
             self._start(generation)
         for job in replays:
             await try_complete(self.store, self.processor, job)
+        live = self.runners.get(record.generation)
+        if isinstance(self.processor, Saga) and live is not None and live[0].owned:
+            await self.processor.fire_due(self.store, live[0].owned)
         if self._live is not None and self._live != record.generation:
             await prune(self.store, self.processor)
         self._live = record.generation
