@@ -108,8 +108,10 @@ def _loopback(host: str) -> bool:
 def _run(settings: Any) -> None:
     import uvicorn
 
+    from kronika.cli.telemetry import start_telemetry
     from kronika.server.app import create_app
 
+    start_telemetry("kronika-server")
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -122,6 +124,7 @@ def _run(settings: Any) -> None:
         timeout_graceful_shutdown=settings.drain_timeout,
         lifespan="on",
         access_log=False,
+        log_config=None,  # uvicorn's loggers go through Kronika's JSON logging
     )
     server = _draining_server(config, app.state.kronika.draining)
     scheme = "https" if settings.tls else "http"

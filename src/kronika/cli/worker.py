@@ -10,6 +10,7 @@ import typer
 
 from kronika.cli import output
 from kronika.cli.context import run, settings_of
+from kronika.cli.workermetrics import serving_metrics
 
 __all__ = ["APP_OPTION", "worker"]
 
@@ -20,7 +21,7 @@ APP_OPTION = typer.Option(
 )
 
 
-def worker(
+def worker(  # noqa: PLR0917 - Typer passes every option by keyword anyway
     ctx: typer.Context,
     app: Annotated[str, APP_OPTION],
     worker_id: Annotated[
@@ -39,13 +40,33 @@ def worker(
             "--drain-timeout", help="Seconds to finish in-flight work on shutdown.", min=0.0
         ),
     ] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="KRONIKA_WORKER_METRICS_PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (default: off).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            envvar="KRONIKA_WORKER_METRICS_HOST",
+            help="Address the metrics endpoint binds.",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run processors; several workers on one PostgreSQL share the work through leases."""
+    from kronika.cli.telemetry import start_telemetry
     from kronika.runtime.loading import load_processors
     from kronika.runtime.worker import Worker
 
     processors = load_processors(app)
     store = settings_of(ctx).make_store()
+    start_telemetry("kronika-worker", namespace=store.namespace)
 
     async def go() -> None:
         async with store:
@@ -61,7 +82,8 @@ def worker(
                 loop.add_signal_handler(signum, running.stop)
             names = ", ".join(p.name for p in processors)
             output.err.print(f"worker {running.id} running: {names}", markup=False)
-            await running.run()
+            async with serving_metrics(store, processors, metrics_host, metrics_port):
+                await running.run()
             output.err.print(f"worker {running.id} stopped", markup=False)
 
     run(go())

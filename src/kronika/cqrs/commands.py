@@ -31,6 +31,7 @@ from kronika.domain.context import caused_by
 from kronika.domain.decider import Decider
 from kronika.domain.retry import RetryPolicy
 from kronika.errors import ConfigurationError, ConflictError, DuplicateEventError, RetriesExhausted
+from kronika.observability import metrics, tracing
 
 __all__ = ["CommandBus", "CommandHandler"]
 
@@ -121,8 +122,9 @@ class CommandBus:
             raise ConfigurationError(f"no handler is registered for {cls.__qualname__}")
         valid = registration.validate(payload if payload is not None else command)
         command_id = getattr(valid, "command_id", None) or uuid.uuid4()
-        with caused_by(command_id):
-            return await self._attempt(registration, valid)
+        attributes = {"kronika.command": cls.__name__, "kronika.command_id": str(command_id)}
+        with caused_by(command_id), tracing.span("kronika.command", attributes):
+            return await metrics.timed_command(cls.__name__, self._attempt(registration, valid))
 
     async def _attempt(self, registration: _Registration[Any], command: Any) -> Any:
         delays = registration.retry.delays()

@@ -30,6 +30,7 @@ from kronika.domain.events import (
     StreamAppend,
 )
 from kronika.errors import AggregateNotFound, KronikaError, UnreadableEvent
+from kronika.observability import metrics
 from kronika.store.protocol import EventStore
 
 __all__ = ["Repository", "Session"]
@@ -81,6 +82,7 @@ class Repository:
             aggregate.version = recorded.version
         if aggregate.version < 0:
             return None
+        metrics.aggregate_loaded(cls.__name__, from_snapshot=start > 0)
         if events and self._due(cls, start - 1, aggregate.version):
             await self._write_snapshot(aggregate)
         return aggregate

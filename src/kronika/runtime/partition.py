@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 
 from kronika.domain.context import CORRELATION_ID, caused_by
 from kronika.domain.events import RecordedEvent
+from kronika.observability import metrics
+from kronika.observability.logging import event_log_context, handling
 from kronika.runtime.processor import Context, Processor
 from kronika.store.processing import (
     FailedKey,
@@ -223,8 +225,9 @@ class PartitionRunner:
 
     async def _call(self, event: RecordedEvent, tx: ProcessingTransaction) -> None:
         correlation = event.metadata.get(CORRELATION_ID)
-        with caused_by(event.id, correlation):
-            await self.processor.handle(event, Context(event, tx, self.store, self.generation))
+        with caused_by(event.id, correlation), handling(self.name, self.partition, event):
+            handled = self.processor.handle(event, Context(event, tx, self.store, self.generation))
+            await metrics.timed_handler(self.processor.name, handled)
 
     async def _fence(self, tx: ProcessingTransaction, position: int) -> None:
         await tx.set_checkpoint(self.name, self.partition, position, owner=self.owner)
@@ -275,19 +278,20 @@ class PartitionRunner:
             state=FailureState.QUARANTINED if quarantined else FailureState.RETRYING,
         )
         self.failures[updated.key] = updated
-        log.warning(
-            "handler failed",
-            extra={
-                "action": "quarantine" if quarantined else "park",
-                "processor": self.name,
-                "partition": self.partition,
-                "key": updated.key,
-                "event_id": str(event.id),
-                "event_type": event.type,
-                "attempts": attempts,
-                "error": updated.error,
-            },
-        )
+        with event_log_context(self.name, self.partition, event):  # hides its personal values
+            log.warning(
+                "handler failed",
+                extra={
+                    "action": "quarantine" if quarantined else "park",
+                    "processor": self.name,
+                    "partition": self.partition,
+                    "key": updated.key,
+                    "event_id": str(event.id),
+                    "event_type": event.type,
+                    "attempts": attempts,
+                    "error": updated.error,
+                },
+            )
         return updated
 
     def request(self, failure: FailedKey) -> None:

@@ -43,6 +43,7 @@ from kronika.errors import (
     StreamDeleted,
     ValidationError,
 )
+from kronika.observability import metrics, tracing
 from kronika.store.migrations import Migration, SchemaStatus, status_of
 
 __all__ = [
@@ -122,13 +123,16 @@ class GlobalFilter:
 
 
 def _stamp(event: NewEvent) -> dict[str, Any]:
-    """The event's metadata with correlation and causation ids filled in (see domain.context)."""
+    """The event's metadata with correlation and causation ids filled in (see domain.context),
+    and the current span's W3C ``traceparent`` when there is one (see observability.tracing)."""
     metadata = dict(event.metadata) if event.metadata else {}
     if CORRELATION_ID not in metadata or CAUSATION_ID not in metadata:
         causation = current_causation()
         own = str(event.event_id)
         metadata.setdefault(CORRELATION_ID, causation.correlation_id if causation else own)
         metadata.setdefault(CAUSATION_ID, causation.causation_id if causation else own)
+    if tracing.TRACEPARENT not in metadata and (parent := tracing.current_traceparent()):
+        metadata[tracing.TRACEPARENT] = parent  # links the handlers' spans to this append
     return metadata
 
 
@@ -328,6 +332,7 @@ class StoreBase(abc.ABC):
 
     # -- writes -----------------------------------------------------------------------
 
+    @tracing.traced_store_call("append")
     async def append(
         self,
         stream: str,
@@ -345,9 +350,11 @@ class StoreBase(abc.ABC):
         )
         self._check_condition(condition)
         self._check_open()
-        result = await self._append([prepared], condition)
+        call = self._append([prepared], condition)
+        result = await metrics.timed_append(self.engine, len(prepared.events), call)
         return result.streams[stream]
 
+    @tracing.traced_store_call("append_multi")
     async def append_multi(
         self, appends: Sequence[StreamAppend], *, condition: AppendCondition | None = None
     ) -> MultiAppendResult:
@@ -377,7 +384,7 @@ class StoreBase(abc.ABC):
             raise ValidationError("the same event id appears twice", "appends")
         self._check_condition(condition)
         self._check_open()
-        return await self._append(prepared, condition)
+        return await metrics.timed_append(self.engine, total, self._append(prepared, condition))
 
     @staticmethod
     def _check_condition(condition: object) -> None:
@@ -439,6 +446,7 @@ class StoreBase(abc.ABC):
 
     # -- reads ------------------------------------------------------------------------
 
+    @tracing.traced_store_call("read_stream")
     async def read_stream(
         self,
         stream: str,
@@ -455,6 +463,7 @@ class StoreBase(abc.ABC):
         self._check_open()
         return await self._read_stream(stream, from_version, bool(backwards), limit)
 
+    @tracing.traced_store_call("read_all")
     async def read_all(
         self,
         *,

@@ -8,6 +8,7 @@ their own (so many subscribers never starve requests of connections, nor the rev
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -18,7 +19,9 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from kronika.domain.context import current_causation
 from kronika.errors import KronikaError, Unavailable
+from kronika.observability import tracing
 from kronika.store.http.config import HttpConfig
 from kronika.store.http.problems import error_from_response, translating_transport_errors
 
@@ -48,6 +51,22 @@ def _user_agent() -> str:
         return f"kronika/{version('kronika')}"
     except PackageNotFoundError:
         return "kronika"
+
+
+_HEADER_SAFE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _context_headers() -> dict[str, str]:
+    """``traceparent`` and ``X-Correlation-ID`` of the caller's span and causation block, so
+    the server's span joins the caller's trace and its log lines carry the caller's id."""
+    headers: dict[str, str] = {}
+    traceparent = tracing.current_traceparent()
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
+    causation = current_causation()
+    if causation is not None and _HEADER_SAFE.fullmatch(causation.correlation_id):
+        headers["X-Correlation-ID"] = causation.correlation_id
+    return headers
 
 
 def stream_path(stream: str, suffix: str = "") -> str:
@@ -156,7 +175,8 @@ class Transport:
 
         ``stream`` names the stream the request concerns, for errors whose body omits it.
         """
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers.update(_context_headers())
         async with (
             self._lanes.lane(self.shown_url) as client,
             translating_transport_errors(self.shown_url),

@@ -23,6 +23,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from kronika.errors import StoreClosed
+from kronika.observability import metrics
 from kronika.store.postgres.arrays import register_array_dumpers
 from kronika.store.postgres.errors import translated
 from kronika.store.postgres.queries import Queries
@@ -140,17 +141,33 @@ class Database:
             await pool.close()
             raise
         self._pool = pool
+        metrics.watch_pool(self)
 
     async def close(self) -> None:
         """Close every connection of the pool."""
         await self._drop_spare()
         pool, self._pool = self._pool, None
+        metrics.unwatch_pool(self)
         if self._check is not None:
             self._check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._check
         if pool is not None:
             await pool.close()
+
+    def pool_stats(self) -> metrics.PoolStats:
+        """The pool's figures for /metrics, from psycopg_pool's own bookkeeping."""
+        stats: dict[str, int] = self._pool.get_stats() if self._pool is not None else {}
+        size = stats.get("pool_size", 0)
+        return metrics.PoolStats(
+            engine="postgresql",
+            size=size,
+            max=self._settings.pool_max_size,
+            in_use=max(0, size - stats.get("pool_available", 0)),
+            waiting=stats.get("requests_waiting", 0),
+            acquire_timeouts=stats.get("requests_errors", 0),
+            connection_errors=stats.get("connections_errors", 0),
+        )
 
     def connection(self) -> _Lease:
         """A pooled connection (autocommit) for the duration of an ``async with`` block."""

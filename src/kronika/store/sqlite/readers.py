@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Concatenate, ParamSpec, TypeVar
 
+from kronika.observability import metrics
 from kronika.store.sqlite.config import SQLiteConfig
 from kronika.store.sqlite.connection import connect
 from kronika.store.sqlite.errors import translating
@@ -37,6 +38,7 @@ class ReaderPool:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._watch: sqlite3.Connection | None = None
+        metrics.watch_pool(self)
 
     async def run(
         self,
@@ -77,8 +79,22 @@ class ReaderPool:
         value: int = self._watch.execute(QUERIES["data_version"]).fetchone()[0]
         return value
 
+    def pool_stats(self) -> metrics.PoolStats:
+        """The reader pool's size for /metrics (SQLite has no connection requests to wait)."""
+        size = self._config.readers
+        return metrics.PoolStats(
+            engine="sqlite",
+            size=size,
+            max=size,
+            in_use=0,
+            waiting=0,
+            acquire_timeouts=0,
+            connection_errors=0,
+        )
+
     def close(self) -> None:
         """Wait for running reads, then close every connection (blocking)."""
+        metrics.unwatch_pool(self)
         self._executor.shutdown(wait=True)
         with self._lock:
             connections, self._connections = self._connections, []
