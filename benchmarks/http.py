@@ -7,9 +7,11 @@ Each part runs on a fresh database (a temporary SQLite file or a new PostgreSQL 
 - **A1/A16/A64**: single-event appends, each client to its own stream, by 1, 16 and 64
   concurrent clients, first in-process (``kronika.open_store(database_url)``), then over
   HTTP through the client backend (``kronika.open_store("http://...")`` with as many
-  connections as clients), then with a lean generator (pre-encoded requests on keep-alive
-  sockets, as wrk sends them: the server's capacity without the Python client's CPU on the
-  same cores); throughput, latency p50/p99 and the ratios to in-process.
+  connections as clients), then with ``wrk`` (benchmarks/http_append.lua: one connection
+  per client, every append to a new stream; the server's capacity without a Python client
+  on the same cores; ``scripts/install-system-deps`` installs it). Without wrk on the PATH a
+  lean Python generator (pre-encoded requests on keep-alive sockets) stands in for it.
+  Throughput, latency p50/p99 and the ratios to in-process.
 - **F100**: 100 live subscribers on ``/v1/all/live``; for each appended event, the time
   from the append call until all 100 have received it (p50/p99).
 - **O**: overload: a server limited to a few concurrent requests gets many more clients;
@@ -25,6 +27,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +54,7 @@ from kronika import EventStore, NewEvent, open_store
 __all__ = ["main"]
 
 KRONIKA = str(Path(sys.executable).with_name("kronika"))
+WRK_SCRIPT = Path(__file__).with_name("http_append.lua")
 
 
 @dataclass(frozen=True)
@@ -63,14 +68,22 @@ class HttpScale:
     """Events appended one by one while 100 subscribers listen."""
     overload_requests: int
     """Requests sent in the overload part."""
+    wrk_seconds: int
+    """How long wrk sends appends at each concurrency level."""
     subscribers: int = 100
     levels: tuple[int, ...] = (1, 16, 64)
 
 
 SCALES = {
-    "tiny": HttpScale("tiny", appends=128, fanout_events=5, overload_requests=256, subscribers=20),
-    "small": HttpScale("small", appends=2_048, fanout_events=30, overload_requests=2_000),
-    "full": HttpScale("full", appends=8_192, fanout_events=100, overload_requests=8_000),
+    "tiny": HttpScale(
+        "tiny", appends=128, fanout_events=5, overload_requests=256, wrk_seconds=1, subscribers=20
+    ),
+    "small": HttpScale(
+        "small", appends=2_048, fanout_events=30, overload_requests=2_000, wrk_seconds=5
+    ),
+    "full": HttpScale(
+        "full", appends=8_192, fanout_events=100, overload_requests=8_000, wrk_seconds=15
+    ),
 }
 
 TARGET_RATIO = 0.40
@@ -240,9 +253,45 @@ async def lean_appends(base: str, clients: int, total: int, prefix: str) -> Run:
     return run
 
 
+async def wrk_appends(base: str, clients: int, seconds: int, prefix: str) -> dict[str, Any]:
+    """``wrk`` with ``clients`` connections for ``seconds``: a :meth:`Run.summary` shape."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as body:
+        body.write(
+            orjson.dumps(
+                {"events": [{"type": EVENT_TYPE, "data": order_data(1), "metadata": METADATA}]}
+            )
+        )
+        body.flush()
+        process = await asyncio.create_subprocess_exec(
+            "wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s",
+            "-s", str(WRK_SCRIPT), base, "--", prefix, body.name,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        output = (await process.communicate())[0].decode()
+    match = re.search(r"^WRK (\{.*\})$", output, re.MULTILINE)
+    if process.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed: {output[-2000:]}")
+    result = json.loads(match.group(1))
+    if result["non_2xx"] or result["socket_errors"]:
+        raise RuntimeError(f"wrk saw errors: {result}")
+    duration = result["duration_us"] / 1e6
+    return {
+        "clients": clients,
+        "events": result["requests"],
+        "seconds": round(duration, 3),
+        "rate": round(result["requests"] / duration, 1),
+        "p50_ms": round(result["p50_us"] / 1000, 2),
+        "p99_ms": round(result["p99_us"] / 1000, 2),
+        "generator": "wrk",
+    }
+
+
 async def measure_appends(fresh: Fresh, scale: HttpScale, log: Console) -> list[dict[str, Any]]:
-    """A1/A16/A64: in-process, over HTTP with the client, with the lean generator."""
+    """A1/A16/A64: in-process, over HTTP with the client, with wrk (or the lean generator)."""
     rows: list[dict[str, Any]] = []
+    use_wrk = shutil.which("wrk") is not None
+    if not use_wrk:
+        log.print("  wrk is not installed (scripts/install-system-deps): lean generator instead")
     for clients in scale.levels:
         async with fresh(f"inproc{clients}") as url, open_store(url) as store:
             local = await appends(store, clients, scale.appends, "local")
@@ -253,19 +302,23 @@ async def measure_appends(fresh: Fresh, scale: HttpScale, log: Console) -> list[
         ):
             await appends(remote, clients, clients * 2, "warm")  # connect the pool
             http = await appends(remote, clients, scale.appends, "remote")
-            lean = await lean_appends(base, clients, scale.appends, "lean")
+            if use_wrk:
+                load = await wrk_appends(base, clients, scale.wrk_seconds, "wrk")
+            else:
+                lean = await lean_appends(base, clients, scale.appends, "lean")
+                load = {**lean.summary(), "generator": "lean"}
         row = {
             "part": f"A{clients}",
             "in_process": local.summary(),
             "http": http.summary(),
-            "lean": lean.summary(),
+            "load": load,
             "ratio": round(http.rate / local.rate, 3) if local.rate else 0.0,
-            "lean_ratio": round(lean.rate / local.rate, 3) if local.rate else 0.0,
+            "load_ratio": round(load["rate"] / local.rate, 3) if local.rate else 0.0,
         }
         log.print(
             f"  A{clients:<3} in-process {local.rate:>7,.0f} ev/s, client {http.rate:>6,.0f} "
-            f"(p99 {row['http']['p99_ms']} ms), lean {lean.rate:>6,.0f} ev/s "
-            f"(p99 {row['lean']['p99_ms']} ms)"
+            f"(p99 {row['http']['p99_ms']} ms), {load['generator']} {load['rate']:>6,.0f} ev/s "
+            f"(p99 {load['p99_ms']} ms)"
         )
         rows.append(row)
     return rows
@@ -352,15 +405,16 @@ async def measure_overload(fresh: Fresh, scale: HttpScale, log: Console) -> dict
 
 
 def verdicts(backend: str, rows: list[dict[str, Any]], overload: dict[str, Any]) -> list[str]:
-    """PASS/FAIL lines against the targets (for the client and for the lean generator)."""
+    """PASS/FAIL lines against the targets (for the client and for wrk or the lean generator)."""
     a16 = next(r for r in rows if r["part"] == "A16")
+    generator = a16["load"]["generator"]
     lines = []
-    for side, ratio in (("client", a16["ratio"]), ("lean", a16["lean_ratio"])):
+    for side, ratio in (("client", a16["ratio"]), (generator, a16["load_ratio"])):
         text = f"A16 {side} HTTP/in-process ratio {ratio:.2f} >= {TARGET_RATIO}"
         lines.append(_verdict(text, ratio >= TARGET_RATIO))
     if backend == "postgresql":
-        for side in ("http", "lean"):
-            p99 = a16[side]["p99_ms"]
+        for side, key in (("client", "http"), (generator, "load")):
+            p99 = a16[key]["p99_ms"]
             text = f"A16 {side} p99 {p99} ms < {TARGET_P99_MS:g} ms"
             lines.append(_verdict(text, p99 < TARGET_P99_MS))
     rejected = overload["rejected_429"]
@@ -382,21 +436,23 @@ def _verdict(text: str, ok: bool) -> str:
 def render(rows: list[dict[str, Any]], out: Console, title: str) -> None:
     """The append table."""
     table = Table(title=title)
+    generator = rows[0]["load"]["generator"] if rows else "wrk"
     columns = ["part", "in-process ev/s", "client ev/s", "client/in-proc", "client p50/p99 ms",
-               "lean ev/s", "lean/in-proc", "lean p50/p99 ms", "in-proc p99 ms"]  # fmt: skip
+               f"{generator} ev/s", f"{generator}/in-proc", f"{generator} p50/p99 ms",
+               "in-proc p99 ms"]  # fmt: skip
     for name in columns:
         table.add_column(name, justify="left" if name == "part" else "right")
     for r in rows:
-        http, lean, local = r["http"], r["lean"], r["in_process"]
+        http, load, local = r["http"], r["load"], r["in_process"]
         table.add_row(
             r["part"],
             f"{local['rate']:,.0f}",
             f"{http['rate']:,.0f}",
             f"{r['ratio']:.2f}x",
             f"{http['p50_ms']:.1f} / {http['p99_ms']:.1f}",
-            f"{lean['rate']:,.0f}",
-            f"{r['lean_ratio']:.2f}x",
-            f"{lean['p50_ms']:.1f} / {lean['p99_ms']:.1f}",
+            f"{load['rate']:,.0f}",
+            f"{r['load_ratio']:.2f}x",
+            f"{load['p50_ms']:.1f} / {load['p99_ms']:.1f}",
             f"{local['p99_ms']:.1f}",
         )
     out.print(table)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 import kronika
-from conftest import StartServer
 from kronika.runtime import Worker
 
 APP = """
@@ -43,7 +44,7 @@ async def until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untype
 
 
 async def test_an_operator_replays_and_rolls_back_over_http(
-    tmp_path: Path, start_server: StartServer
+    tmp_path: Path, start_server: Callable[..., Any]
 ) -> None:
     (tmp_path / "replayapp.py").write_text(APP, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("replayapp", tmp_path / "replayapp.py")

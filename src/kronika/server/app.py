@@ -24,7 +24,9 @@ from starlette.responses import Response
 
 from kronika.errors import KronikaError, Unavailable
 from kronika.server import health, processors, replays, streams
+from kronika.server.correlation import RequestContext
 from kronika.server.health import Readiness
+from kronika.server.httpmetrics import HttpMetrics
 from kronika.server.middleware import Admission, BodyLimit, SecurityHeaders
 from kronika.server.openapi import openapi_document
 from kronika.server.principal import Authenticator, Principal
@@ -107,15 +109,25 @@ def _openapi_endpoint(handler: Any) -> Endpoint:
 
 
 def _middleware(state: ServerState) -> list[Middleware]:
-    layers = [Middleware(SecurityHeaders, state=state)]
+    layers = [
+        Middleware(HttpMetrics),
+        Middleware(RequestContext),
+        Middleware(SecurityHeaders, state=state),
+    ]
     if state.settings.cors_origins:
         layers.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(state.settings.cors_origins),
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-                expose_headers=["Retry-After"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Last-Event-ID",
+                    "X-Correlation-ID",
+                    "traceparent",
+                ],
+                expose_headers=["Retry-After", "X-Correlation-ID"],
                 max_age=600,
             )
         )
@@ -143,6 +155,7 @@ async def _running(state: ServerState, *, given: Authenticator | None) -> AsyncI
     finally:
         state.draining.set()
         state.store_ = None
+        await state.hub.close()
         await store.close()
 
 

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
 import kronika
 from kronika.errors import KronikaError
+from kronika.observability import metrics as telemetry
+from kronika.runtime.gauges import GaugeRefresher
 from kronika.server.principal import Permission, Principal
 from kronika.server.problems import retry_after_header
 from kronika.server.processors import processor_statuses
@@ -71,7 +72,9 @@ class Readiness:
         checks = dict(last.checks)
         checks["maintenance"] = _ok(not state.maintenance, "an operator forced not-ready")
         checks["shutdown"] = _ok(not state.draining.is_set(), "the server is shutting down")
-        return Verdict(checks, last.at)
+        verdict = Verdict(checks, last.at)
+        telemetry.set_ready(verdict.ready)
+        return verdict
 
     def known_unready(self) -> bool:
         """Whether the last verdict said not ready (for the overload answer: 503, not 429)."""
@@ -168,7 +171,20 @@ async def maintenance(request: Request, principal: Principal) -> Response:
 
 async def metrics(request: Request, *_: Principal) -> Response:
     """Prometheus metrics of this process."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    await _refresh_gauges(state_of(request))
+    return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
+
+
+async def _refresh_gauges(state: ServerState) -> None:
+    """Update the gauges that need a query (at most every few seconds; bounded in time)."""
+    telemetry.set_sse_subscribers(state.open_streams)
+    try:
+        if state.gauges is None:
+            state.gauges = GaugeRefresher(state.store, state.processors)
+        async with asyncio.timeout(state.settings.readyz_timeout):
+            await state.gauges.maybe_refresh()
+    except (TimeoutError, KronikaError):  # the scrape still answers, with older figures
+        return
 
 
 def endpoints(*, metrics_public: bool) -> list[Endpoint]:

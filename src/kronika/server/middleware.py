@@ -14,6 +14,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kronika.errors import RateLimited, Unavailable
+from kronika.observability import metrics
 from kronika.server.clientip import is_https
 from kronika.server.problems import PayloadTooLarge, problem_response
 from kronika.server.state import ServerState
@@ -101,6 +102,7 @@ class Admission:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.state.settings.max_concurrency
+        metrics.rejected("concurrency_limit")
         if self.state.readiness.known_unready():
             error: RateLimited | Unavailable = Unavailable("the server is not ready", retry_after=5)
         else:

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Scope
 
 from kronika.domain import names
 from kronika.errors import Forbidden, RateLimited, Unauthorized
+from kronika.observability import metrics
 from kronika.server.clientip import client_ip
 from kronika.server.principal import Permission, Principal, authorize
 from kronika.server.state import state_of
@@ -110,6 +111,7 @@ async def guard(request: Request, endpoint: Endpoint) -> Principal:
 
 def _take(wait: float | None) -> None:
     if wait is not None:
+        metrics.rejected("rate_limit")
         raise RateLimited(f"rate limit exceeded: try again in {wait:.2f} s", retry_after=wait)
 
 
@@ -124,6 +126,10 @@ def _endpoint_app(endpoint: Endpoint) -> PublicHandler:
     guarded.__name__ = getattr(handler, "__name__", "endpoint")
     guarded.__doc__ = endpoint.summary
     return guarded
+
+
+_RAW_PATH = "kronika.raw_path"
+"""Scope key of the decoded raw path (the router tries every route in turn)."""
 
 
 class RawPathRoute(Route):
@@ -141,7 +147,10 @@ class RawPathRoute(Route):
         raw = scope.get("raw_path")
         if scope["type"] != "http" or raw is None or scope.get("root_path"):
             return super().matches(scope)
-        match = self.raw_regex.match(bytes(raw).decode("latin-1").split("?", 1)[0])
+        path = scope.get(_RAW_PATH)
+        if path is None:  # decoded once per request, not once per route tried
+            path = scope[_RAW_PATH] = bytes(raw).decode("latin-1").split("?", 1)[0]
+        match = self.raw_regex.match(path)
         if match is None:
             return Match.NONE, {}
         params = {k: unquote(v, errors="surrogateescape") for k, v in match.groupdict().items()}

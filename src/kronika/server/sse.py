@@ -4,12 +4,14 @@ Each frame is ``id: <position or version>``, ``event: event``, ``data: <event JS
 ``: keep-alive`` comment goes out after ``sse_heartbeat`` seconds without one, so proxies
 keep the connection and a vanished client is noticed.
 
-The global stream is :meth:`EventStore.subscribe` with the request's filters. A single
-stream is followed in two steps: first its stored events with ``read_stream`` (which
-applies truncation and retention), then a subscription to the stream's *category* from
-the head position seen before that read, keeping only the stream's events with a version
-above the last one sent. The overlap between the two steps is removed by that version
-check, so no event is sent twice and none is skipped.
+Live events come from the server's :class:`~kronika.server.hub.Hub`: one store
+subscription shared by every connection, each connection keeping only what its filter
+passes. A connection attaches to the hub first, then catches up from the store on its own
+(``read_all`` pages of the global log with its filters, or ``read_stream`` pages of one
+stream, which applies truncation and retention) and then sends what the hub buffered for
+it, skipping what the catch-up already sent (by position, or by version for one stream):
+no event is sent twice and none is skipped. A connection that falls too far behind is
+dropped by the hub; its response ends and the client resumes with ``Last-Event-ID``.
 
 One response runs three tasks: the source pumping frames into a small queue (so a slow
 client slows the source rather than buffering without bound), a watcher for the client's
@@ -23,22 +25,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from kronika.domain.events import StreamState, category_of
+from kronika.domain import names
+from kronika.domain.events import StreamState
 from kronika.errors import KronikaError, StreamDeleted, StreamNotFound
+from kronika.server.hub import Hub, Overflowed
 from kronika.server.state import ServerState
 from kronika.server.wire import event_json
+from kronika.store.base import GlobalFilter
 from kronika.store.protocol import EventStore
 
 __all__ = ["EventStream", "global_frames", "stream_frames", "require_not_tombstoned"]
 
 Frames = AsyncGenerator[bytes, None]
 QUEUE_SIZE = 64
-STREAM_PAGE = 500
+PAGE = 500
 log = logging.getLogger("kronika.server.sse")
 
 
@@ -53,29 +58,53 @@ def _error_frame(error: KronikaError) -> bytes:
     return b"event: error\ndata: %s\n\n" % orjson.dumps(body)
 
 
-async def _aclose(iterator: AsyncIterator[object]) -> None:
-    """End a subscription now rather than when the garbage collector finds it."""
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
-
-
 async def global_frames(
     store: EventStore,
+    hub: Hub,
     from_position: int,
+    *,
     types: Sequence[str] | None,
     categories: Sequence[str] | None,
     tags: Sequence[str] | None,
 ) -> Frames:
     """Frames of the global log from ``from_position`` on, filtered."""
-    subscription = store.subscribe(
-        from_position=from_position, types=types, categories=categories, tags=tags
+    filters = GlobalFilter(
+        names.check_filter(types, "types"),
+        names.check_filter(categories, "categories"),
+        names.check_filter(tags, "tags"),
     )
+    subscriber = await hub.attach(store, filters.matches)
     try:
-        async for event in subscription:
-            yield frame(event.position, event_json(event))
+        next_position = from_position
+        while True:  # catch up from the store until a short page: the hub has the rest
+            page = await store.read_all(
+                from_position=next_position,
+                limit=PAGE,
+                types=filters.types,
+                categories=filters.categories,
+                tags=filters.tags,
+            )
+            for event in page:
+                yield frame(event.position, event_json(event))
+            if page:
+                next_position = page[-1].position + 1
+            if len(page) < PAGE:
+                break
+            if subscriber.overflowed:  # live events piled up meanwhile: the store has them
+                hub.detach(subscriber)
+                subscriber = await hub.attach(store, filters.matches)
+        while (live := await subscriber.get()) is not None:
+            if live.event.position >= next_position:
+                yield _live_frame(live.event.position, live.data)
+                next_position = live.event.position + 1
+    except Overflowed:
+        log.info("an event stream fell %d events behind and was dropped", hub.buffer_size)
     finally:
-        await _aclose(subscription)
+        hub.detach(subscriber)
+
+
+def _live_frame(event_id: int, data: bytes) -> bytes:
+    return b"id: %d\nevent: event\ndata: %s\n\n" % (event_id, data)
 
 
 async def require_not_tombstoned(store: EventStore, stream: str) -> None:
@@ -88,25 +117,29 @@ async def require_not_tombstoned(store: EventStore, stream: str) -> None:
         raise StreamDeleted(stream)
 
 
-async def stream_frames(store: EventStore, stream: str, from_version: int) -> Frames:
+async def stream_frames(store: EventStore, hub: Hub, stream: str, from_version: int) -> Frames:
     """Frames of one stream from ``from_version`` on: stored events, then live ones."""
-    head = await store.head_position()
-    next_version = from_version
-    while True:
-        page = await store.read_stream(stream, from_version=next_version, limit=STREAM_PAGE)
-        for event in page:
-            yield frame(event.version, event_json(event))
-            next_version = event.version + 1
-        if len(page) < STREAM_PAGE:
-            break
-    subscription = store.subscribe(from_position=head + 1, categories=[category_of(stream)])
+    subscriber = await hub.attach(store, lambda event: event.stream == stream)
     try:
-        async for event in subscription:
-            if event.stream == stream and event.version >= next_version:
+        next_version = from_version
+        while True:
+            page = await store.read_stream(stream, from_version=next_version, limit=PAGE)
+            for event in page:
                 yield frame(event.version, event_json(event))
                 next_version = event.version + 1
+            if len(page) < PAGE:
+                break
+            if subscriber.overflowed:
+                hub.detach(subscriber)
+                subscriber = await hub.attach(store, lambda event: event.stream == stream)
+        while (live := await subscriber.get()) is not None:
+            if live.event.version >= next_version:
+                yield _live_frame(live.event.version, live.data)
+                next_version = live.event.version + 1
+    except Overflowed:
+        log.info("an event stream fell %d events behind and was dropped", hub.buffer_size)
     finally:
-        await _aclose(subscription)
+        hub.detach(subscriber)
 
 
 class EventStream:
@@ -179,6 +212,11 @@ class EventStream:
     ) -> None:
         heartbeat = self.state.settings.sse_heartbeat
         while not stop.done():
+            if not queue.empty():  # the common case under load: no task, no wait
+                if (ready := queue.get_nowait()) is None:
+                    return
+                await send({"type": "http.response.body", "body": ready, "more_body": True})
+                continue
             getter = asyncio.create_task(queue.get())
             done, _ = await asyncio.wait(
                 {getter, stop}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED

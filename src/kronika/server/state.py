@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from kronika.errors import StoreClosed
+from kronika.server.hub import Hub
 from kronika.server.principal import Authenticator
 from kronika.server.ratelimit import TokenBuckets
 from kronika.server.settings import ServerSettings
 from kronika.store.protocol import EventStore
 
 if TYPE_CHECKING:
+    from kronika.runtime.gauges import GaugeRefresher
     from kronika.runtime.processor import Processor
     from kronika.server.health import Readiness
 
@@ -46,6 +48,10 @@ class ServerState:
     """Unix time the app started."""
     open_streams: int = 0
     """Server-Sent Event streams open now."""
+    hub: Hub = field(default_factory=Hub)
+    """The one store subscription every live event stream shares."""
+    gauges: GaugeRefresher | None = None
+    """Refreshes the metric gauges that need a query (made at the first scrape)."""
 
     @property
     def store(self) -> EventStore:
@@ -57,6 +63,12 @@ class ServerState:
 
 def state_of(connection: HTTPConnection) -> ServerState:
     """The server state of the app handling ``connection``."""
-    state = connection.app.state.kronika
+    scope = connection.scope
+    state = scope.get(_STATE)
+    if state is None:  # looked up once per request (guard, handler and body all ask)
+        state = scope[_STATE] = connection.app.state.kronika
     assert isinstance(state, ServerState)
     return state
+
+
+_STATE = "kronika.state"

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from kronika.domain import names
 from kronika.errors import RateLimited, ValidationError
+from kronika.observability import metrics
 from kronika.server.principal import Permission, Principal, authorize
 from kronika.server.problems import SnapshotNotFound
 from kronika.server.routing import Access, Endpoint, Param
@@ -177,6 +178,7 @@ def _last_event_id(request: Request) -> int | None:
 def _admit_stream(request: Request) -> None:
     state = state_of(request)
     if state.open_streams >= state.settings.max_streams:
+        metrics.rejected("stream_limit")
         raise RateLimited(
             f"{state.open_streams} event streams are open, the most this server allows",
             retry_after=5,
@@ -189,7 +191,7 @@ async def live_all(request: Request, principal: Principal) -> EventStream:
     _admit_stream(request)
     last = _last_event_id(request)
     start = last + 1 if last is not None else query_int(request, "from_position") or 0
-    frames = global_frames(state.store, start, **_filters(request))
+    frames = global_frames(state.store, state.hub, start, **_filters(request))
     return EventStream(frames, state)
 
 
@@ -201,7 +203,7 @@ async def live_stream(request: Request, principal: Principal) -> EventStream:
     last = _last_event_id(request)
     start = last + 1 if last is not None else query_int(request, "from_version") or 0
     await require_not_tombstoned(state.store, stream)
-    return EventStream(stream_frames(state.store, stream, start), state)
+    return EventStream(stream_frames(state.store, state.hub, stream, start), state)
 
 
 _STREAM = "/v1/streams/{stream}"
