@@ -416,3 +416,53 @@ def test_url_comes_from_the_environment(sqlite_url: str) -> None:
 def test_memory_urls_work_in_process() -> None:
     shown = ok("demo", url="memory://")
     assert "OrderPlaced" in shown
+
+
+REGISTRY_APP = """
+from kronika import Event, EventRegistry
+
+registry = EventRegistry()
+
+
+@registry.event("OrderPlaced", version=2)
+class OrderPlaced(Event):
+    customer: str
+    channel: str = "web"
+
+
+@registry.upcaster("OrderPlaced", from_version=1)
+def v1_to_v2(data: dict) -> dict:
+    return {**data, "channel": "shop"}
+"""
+
+
+def test_events_check_gates_a_release_on_unreadable_events(tmp_path: Path) -> None:
+    """B4: stored type/version pairs without a path to a registered class fail the check."""
+    (tmp_path / "shopevents.py").write_text(REGISTRY_APP, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'kronika.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KRONIKA_")}
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(KRONIKA), "--url", url, "events", "check", "--registry", *extra],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+        )  # fmt: skip
+
+    ok("streams", "append", "order-1", "OrderPlaced", '{"customer": "c-1"}', url=url)
+    good = check("shopevents:registry")
+    assert good.returncode == 0, good.stderr
+    ok("streams", "append", "order-2", "OrderShipped", "{}", url=url)
+    ok(
+        "streams", "append", "order-3", "OrderPlaced", '{"customer": "c-3"}',
+        "--metadata", '{"event_version": 3}', url=url,
+    )  # fmt: skip
+    bad = check("shopevents:registry", "--json")
+    assert bad.returncode == 1
+    found = [json.loads(line) for line in bad.stdout.splitlines()]
+    assert {(f["type"], f["version"]) for f in found} == {("OrderShipped", 1), ("OrderPlaced", 3)}
+    only_versions = check("shopevents:registry", "--ignore-unregistered")
+    assert only_versions.returncode == 1
+    assert "OrderShipped" not in only_versions.stdout
+    wrong = check("shopevents:nothing")
+    assert wrong.returncode == 2
+    assert "not an EventRegistry" in wrong.stderr

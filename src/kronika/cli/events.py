@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -98,3 +98,70 @@ def _show(event: RecordedEvent, as_json: bool) -> None:
         output.print_json(output.event_to_dict(event))
     else:
         output.out.print(output.event_line(event), markup=False)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    registry: Annotated[
+        str,
+        typer.Option(
+            "--registry",
+            envvar="KRONIKA_REGISTRY",
+            help="The application's events: MODULE (registers into the default registry) or "
+            "MODULE:ATTRIBUTE (an EventRegistry).",
+        ),
+    ],
+    ignore_unregistered: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-unregistered", help="Leave out types no class claims (shared stores)."
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """List stored event types and versions that cannot be read: no class, or no upcaster
+    path to the registered version. Exit 1 if there is any (a CI gate before a release)."""
+    events_registry = _registry(registry)
+
+    async def action(store: EventStore) -> list[Any]:
+        from kronika.cqrs.checks import unreadable_event_types
+
+        return await unreadable_event_types(
+            store, events_registry, ignore_unregistered=ignore_unregistered
+        )
+
+    missing = with_store(ctx, action)
+    for item in missing:
+        if as_json:
+            output.print_json({"type": item.type, "version": item.version, "reason": item.reason})
+        else:
+            output.out.print(f"{item.type} v{item.version}: {item.reason}", markup=False)
+    if missing:
+        output.err.print(f"{len(missing)} stored type/version pair(s) cannot be read", markup=False)
+        raise typer.Exit(1)
+    output.err.print("every stored event type and version can be read", markup=False)
+
+
+def _registry(reference: str) -> Any:
+    """The EventRegistry named by ``MODULE[:ATTRIBUTE]`` (importing MODULE registers)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    from kronika.cqrs.registry import EventRegistry, default_registry
+    from kronika.errors import ConfigurationError
+
+    module_name, _, attribute = reference.partition(":")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"--registry: cannot import {module_name!r}: {exc}") from None
+    found = getattr(module, attribute, None) if attribute else default_registry
+    if not isinstance(found, EventRegistry):
+        raise ConfigurationError(
+            f"--registry: {reference!r} is not an EventRegistry (give MODULE or MODULE:ATTRIBUTE)"
+        )
+    return found
