@@ -4,7 +4,7 @@ One store per backend and run: N events are loaded (untimed), then, in the same 
 
 - ``read``: a raw global read of the whole log (``read_all`` in pages of 1,000), the
   baseline the catch-up figures are compared with;
-- ``sql``: a projection that upserts one row per event with ``ctx.execute`` into a table of
+- ``sql``: a projection that upserts one row per event with ``ctx.write`` into a table of
   its own, run by an in-process :class:`kronika.runtime.Worker` from position 0 until every
   partition's checkpoint holds that partition's last event;
 - ``docs``: the same with ``ctx.documents`` (a get and a put per event);
@@ -140,13 +140,13 @@ async def table_total(store: EventStore, table: Table) -> int:
 
 
 def sql_projection(name: str, table: Table, categories: list[str] | None = None) -> Projection:
-    """A projection that upserts one row per stream with ``ctx.execute``."""
+    """A projection that upserts one row per stream with ``ctx.write`` (batched on PostgreSQL)."""
     upsert = table.upsert
 
     class SqlTotals(Projection):
         @on(EVENT_TYPE)
         async def placed(self, event: RecordedEvent, ctx: Context) -> None:
-            await ctx.execute(upsert, (event.stream, event.data["amount"], event.position))
+            await ctx.write(upsert, (event.stream, event.data["amount"], event.position))
 
     SqlTotals.name = name
     SqlTotals.categories = categories

@@ -83,6 +83,12 @@ class Context:
         """The read-model document store of this generation, inside the transaction."""
         return scoped(self.transaction.documents, self.generation)
 
+    async def write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
+        """Run a write whose row count the handler does not need, in the handler's
+        transaction. Faster than :meth:`execute` on PostgreSQL, where writes are batched
+        and sent before the transaction's next statement, checkpoint or commit."""
+        await self.transaction.write(sql, params)
+
     def table(self, name: str) -> str:
         """The name of this generation's copy of a table the projection declared in
         :attr:`Projection.tables`; use it in ``execute`` so replays build beside live."""

@@ -216,6 +216,12 @@ class ProcessingTransaction(Protocol):
         """Run a query in the same transaction and return its rows."""
         ...
 
+    async def write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
+        """Run a write whose result is not needed, in the same transaction. A backend may
+        send it later (PostgreSQL batches them), but always before the transaction's next
+        statement, checkpoint or commit; its errors still roll the transaction back."""
+        ...
+
     async def set_checkpoint(
         self, processor: str, partition: int, position: int, *, owner: str | None = None
     ) -> None:

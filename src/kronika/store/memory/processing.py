@@ -84,6 +84,9 @@ class _Transaction:
     ) -> list[tuple[Any, ...]]:
         raise ConfigurationError("the memory store has no SQL; use the document store")
 
+    async def write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
+        raise ConfigurationError("the memory store has no SQL; use the document store")
+
     async def set_checkpoint(
         self, processor: str, partition: int, position: int, *, owner: str | None = None
     ) -> None:

@@ -128,6 +128,8 @@ class PostgresTransaction:
         self._cur: AsyncCursor[Any] | None = None
         self._ended = False
         self.documents = BufferedDocuments(self._rows, queries, namespace)
+        self._writes: list[tuple[str, Params]] = []
+        """A handler's buffered writes (:meth:`write`), in order."""
 
     # -- the connection -------------------------------------------------------------------
 
@@ -151,16 +153,27 @@ class PostgresTransaction:
         return self._cur
 
     async def _flush(self) -> None:
-        """Send the buffered document writes (before anything that could see them)."""
-        if not self.documents.pending:
-            return
-        puts, deletes = self.documents.take()
-        cur = await self._cursor_of()
-        with translated(self._db.connection_lost):
-            if puts:
-                await cur.executemany(self._queries.put_document, puts)
-            if deletes:
-                await cur.executemany(self._queries.delete_document, deletes)
+        """Send the buffered writes (before anything that could see them): documents, then
+        the handlers' own writes in order, each run of one statement in one executemany."""
+        if self.documents.pending:
+            puts, deletes = self.documents.take()
+            cur = await self._cursor_of()
+            with translated(self._db.connection_lost):
+                if puts:
+                    await cur.executemany(self._queries.put_document, puts)
+                if deletes:
+                    await cur.executemany(self._queries.delete_document, deletes)
+        if self._writes:
+            writes, self._writes = self._writes, []
+            cur = await self._cursor_of()
+            start = 0
+            while start < len(writes):
+                sql, end = writes[start][0], start + 1
+                while end < len(writes) and writes[end][0] == sql:
+                    end += 1
+                with translated(self._db.connection_lost, handler_sql=True):
+                    await cur.executemany(sql, [params for _, params in writes[start:end]])
+                start = end
 
     async def end(self, *, commit: bool) -> None:
         """Commit (or roll back) what was written, if anything; the transaction is over.
@@ -179,6 +192,7 @@ class PostgresTransaction:
     async def _finish(self, *, commit: bool) -> None:
         self._ended = True
         self.documents.pending.clear()
+        self._writes.clear()
         conn, self._conn, self._cur = self._conn, None, None
         if conn is None:
             return
@@ -245,6 +259,16 @@ class PostgresTransaction:
         """Run a handler's SQL (``%s`` / ``%(name)s`` placeholders); rows affected."""
         cur = await self._statement(sql, params)
         return cur.rowcount
+
+    async def write(self, sql: str, params: Params) -> None:
+        """Buffer a handler's write whose result it does not need; it is sent before the
+        transaction's next statement, checkpoint or commit (consecutive writes of the same
+        statement together, with one ``executemany``). Its errors surface there, inside
+        this transaction, so it still rolls back."""
+        if not params:
+            raise ConfigurationError("write() takes parameters; use execute() for plain SQL")
+        await self._connection()  # begin now: the transaction's errors stay its own
+        self._writes.append((sql, params))
 
     async def fetch(self, sql: str, params: Params = ()) -> Rows:
         """Run a handler's query and return its rows (none for a statement without result)."""

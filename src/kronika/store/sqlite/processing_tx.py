@@ -84,6 +84,12 @@ class SQLiteTransaction:
     async def execute(self, sql: str, params: Params = ()) -> int:
         return await self._run(_execute, sql, params, self._path)
 
+    async def write(self, sql: str, params: Params) -> None:
+        """Run a handler's write whose result it does not need (SQLite runs it at once)."""
+        if not params:
+            raise ConfigurationError("write() takes parameters; use execute() for plain SQL")
+        await self.execute(sql, params)
+
     async def fetch(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         return await self._run(_fetch, sql, params, self._path)
 
