@@ -145,20 +145,12 @@ def check(
 
 def _registry(reference: str) -> Any:
     """The EventRegistry named by ``MODULE[:ATTRIBUTE]`` (importing MODULE registers)."""
-    import importlib
-    import sys
-    from pathlib import Path
-
     from kronika.cqrs.registry import EventRegistry, default_registry
     from kronika.errors import ConfigurationError
+    from kronika.runtime.loading import import_module
 
     module_name, _, attribute = reference.partition(":")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"--registry: cannot import {module_name!r}: {exc}") from None
+    module = import_module(module_name, "--registry")
     found = getattr(module, attribute, None) if attribute else default_registry
     if not isinstance(found, EventRegistry):
         raise ConfigurationError(

@@ -11,7 +11,6 @@ from kronika.cli import output
 from kronika.cli.context import with_store
 from kronika.cli.worker import APP_OPTION
 from kronika.errors import NotFound
-from kronika.store.processing import FailedKey
 from kronika.store.protocol import EventStore
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ def status(ctx: typer.Context, app_ref: Annotated[str, APP_OPTION], json: JSON =
     states = with_store(ctx, action)
     if json:
         for state in states:
-            output.print_json(_status_dict(state))
+            output.print_json(_admin().status_dict(state))
         return
     table = Table(
         "processor",
@@ -86,23 +85,6 @@ def status(ctx: typer.Context, app_ref: Annotated[str, APP_OPTION], json: JSON =
     output.out.print(table)
 
 
-def _status_dict(state: admin.ProcessorStatus) -> dict[str, object]:
-    return {
-        "name": state.name,
-        "generation": state.generation,
-        "state": state.state.value,
-        "partitions": state.partitions,
-        "position": state.position,
-        "head": state.head,
-        "lag_events": state.lag_events,
-        "lag_capped": state.lag_capped,
-        "lag_seconds": state.lag_seconds,
-        "parked": state.parked,
-        "quarantined": state.quarantined,
-        "workers": list(state.owners),
-    }
-
-
 @app.command("failed")
 def failed(
     ctx: typer.Context,
@@ -115,7 +97,7 @@ def failed(
     failures = with_store(ctx, lambda store: _admin().failed_keys(store, processor))
     if json:
         for failure in failures:
-            output.print_json(_failure_dict(failure))
+            output.print_json(_admin().failure_dict(failure))
         return
     table = Table(
         "processor", "key", "state", "attempts", "position", "event type", "next retry", "error"
@@ -133,25 +115,6 @@ def failed(
             f.error,
         )
     output.out.print(table)
-
-
-def _failure_dict(failure: FailedKey) -> dict[str, object]:
-    return {
-        "processor": failure.processor,
-        "partition": failure.partition,
-        "key": failure.key,
-        "state": failure.state.value,
-        "attempts": failure.attempts,
-        "position": failure.position,
-        "event_id": str(failure.event_id),
-        "event_type": failure.event_type,
-        "error": failure.error,
-        "stack": failure.stack,
-        "first_failed_at": failure.first_failed_at.isoformat(),
-        "last_failed_at": failure.last_failed_at.isoformat(),
-        "next_retry_at": failure.next_retry_at.isoformat() if failure.next_retry_at else None,
-        "requested": failure.requested.value if failure.requested else None,
-    }
 
 
 @app.command("dead-letters")

@@ -10,6 +10,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from kronika.domain.events import RecordedEvent
 from kronika.errors import NotFound
@@ -27,12 +28,14 @@ __all__ = [
     "ProcessorStatus",
     "dead_letters",
     "failed_keys",
+    "failure_dict",
     "live_name",
     "pause",
     "request_retry",
     "request_skip",
     "resume",
     "status",
+    "status_dict",
 ]
 
 Operation = Callable[..., Awaitable[None]]
@@ -184,3 +187,41 @@ async def resume(store: EventStore, processor: str) -> None:
 async def _require(store: EventStore, processor: str) -> None:
     if await processing_of(store).processor(processor) is None:
         raise NotFound(f"processor {processor!r} has never run")
+
+
+def status_dict(state: ProcessorStatus) -> dict[str, Any]:
+    """A processor's state, position and lag as JSON-ready values (CLI ``--json``, HTTP)."""
+    return {
+        "name": state.name,
+        "generation": state.generation,
+        "state": state.state.value,
+        "partitions": state.partitions,
+        "position": state.position,
+        "head": state.head,
+        "lag_events": state.lag_events,
+        "lag_capped": state.lag_capped,
+        "lag_seconds": state.lag_seconds,
+        "parked": state.parked,
+        "quarantined": state.quarantined,
+        "workers": list(state.owners),
+    }
+
+
+def failure_dict(failure: FailedKey) -> dict[str, Any]:
+    """A parked or quarantined key as JSON-ready values (CLI ``--json``, HTTP)."""
+    return {
+        "processor": failure.processor,
+        "partition": failure.partition,
+        "key": failure.key,
+        "state": failure.state.value,
+        "attempts": failure.attempts,
+        "position": failure.position,
+        "event_id": str(failure.event_id),
+        "event_type": failure.event_type,
+        "error": failure.error,
+        "stack": failure.stack,
+        "first_failed_at": failure.first_failed_at.isoformat(),
+        "last_failed_at": failure.last_failed_at.isoformat(),
+        "next_retry_at": failure.next_retry_at.isoformat() if failure.next_retry_at else None,
+        "requested": failure.requested.value if failure.requested else None,
+    }

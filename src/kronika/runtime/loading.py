@@ -6,11 +6,23 @@ import importlib
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 
 from kronika.errors import ConfigurationError
 from kronika.runtime.processor import Processor
 
-__all__ = ["load_processors"]
+__all__ = ["import_module", "load_processors"]
+
+
+def import_module(name: str, option: str) -> ModuleType:
+    """Import an application's module named by a CLI option; the working directory is
+    importable, as with ``python -m``. A failure names the option."""
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigurationError(f"{option}: cannot import {name!r}: {exc}") from None
 
 
 def load_processors(reference: str) -> list[Processor]:
@@ -25,12 +37,7 @@ def load_processors(reference: str) -> list[Processor]:
         raise ConfigurationError(
             f"--app must look like 'package.module:attribute', got {reference!r}"
         )
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"--app: cannot import {module_name!r}: {exc}") from None
+    module = import_module(module_name, "--app")
     try:
         target = getattr(module, attribute)
     except AttributeError:

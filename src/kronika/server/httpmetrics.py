@@ -14,6 +14,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kronika.observability import metrics
+from kronika.server.correlation import route_template
 
 __all__ = ["HttpMetrics"]
 
@@ -31,13 +32,15 @@ class HttpMetrics:
         started = time.perf_counter()
         status = 500
 
+        def record() -> None:
+            route = route_template(scope) or "unmatched"
+            metrics.http_request(scope["method"], route, status, time.perf_counter() - started)
+
         async def recording_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                metrics.http_request(
-                    scope["method"], _route(scope), status, time.perf_counter() - started
-                )
+                record()
                 scope["kronika.recorded"] = True
             await send(message)
 
@@ -45,12 +48,4 @@ class HttpMetrics:
             await self.app(scope, receive, recording_send)
         finally:
             if not scope.get("kronika.recorded"):  # failed before answering
-                metrics.http_request(
-                    scope["method"], _route(scope), status, time.perf_counter() - started
-                )
-
-
-def _route(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+                record()

@@ -22,10 +22,10 @@ from kronika.runtime.worker import processing_of
 from kronika.server.principal import Permission, Principal
 from kronika.server.routing import Endpoint, Param
 from kronika.server.state import ServerState, state_of
-from kronika.server.wire import FailedKeyBody, JSONResponse, events_json, failure_json, parse_body
+from kronika.server.wire import FailedKeyBody, JSONResponse, events_json, parse_body
 from kronika.store.processing import ProcessorRecord
 
-__all__ = ["ENDPOINTS", "processor_of", "processor_statuses", "status_json"]
+__all__ = ["ENDPOINTS", "processor_of", "processor_statuses"]
 
 
 class _Recorded(Processor):
@@ -64,29 +64,11 @@ async def _record(state: ServerState, name: str) -> ProcessorRecord:
     return record
 
 
-def status_json(status: admin.ProcessorStatus) -> dict[str, Any]:
-    """A processor's state, position and lag on the wire."""
-    return {
-        "name": status.name,
-        "generation": status.generation,
-        "state": status.state.value,
-        "partitions": status.partitions,
-        "position": status.position,
-        "head": status.head,
-        "lag_events": status.lag_events,
-        "lag_capped": status.lag_capped,
-        "lag_seconds": status.lag_seconds,
-        "parked": status.parked,
-        "quarantined": status.quarantined,
-        "workers": list(status.owners),
-    }
-
-
 async def processor_statuses(state: ServerState) -> list[dict[str, Any]]:
     """Every processor that has run, with state and lag."""
     records = await processing_of(state.store).processors()
     return [
-        status_json(await admin.status(state.store, _processor(state, record)))
+        admin.status_dict(await admin.status(state.store, _processor(state, record)))
         for record in sorted(records, key=lambda r: r.name)
         if generation_of(record.name)[1] == 1  # other generations show under /v1/replays
     ]
@@ -99,7 +81,7 @@ async def list_processors(request: Request, principal: Principal) -> Response:
 
 async def _status_of(state: ServerState, name: str) -> Response:
     processor = _processor(state, await _record(state, name))
-    return JSONResponse(status_json(await admin.status(state.store, processor)))
+    return JSONResponse(admin.status_dict(await admin.status(state.store, processor)))
 
 
 async def get_processor(request: Request, principal: Principal) -> Response:
@@ -126,7 +108,7 @@ async def failed(request: Request, principal: Principal) -> Response:
     state, name = state_of(request), request.path_params["name"]
     await _record(state, name)
     failures = await admin.failed_keys(state.store, name)
-    return JSONResponse({"failed": [failure_json(f) for f in failures]})
+    return JSONResponse({"failed": [admin.failure_dict(f) for f in failures]})
 
 
 async def dead_letters(request: Request, principal: Principal) -> Response:

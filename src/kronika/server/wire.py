@@ -32,7 +32,6 @@ from kronika.domain.events import (
     check_expected_version,
 )
 from kronika.errors import ValidationError
-from kronika.store.processing import FailedKey
 
 __all__ = [
     "AppendBody",
@@ -46,7 +45,6 @@ __all__ = [
     "SnapshotBody",
     "TruncateBody",
     "event_json",
-    "failure_json",
     "parse_body",
     "query_bool",
     "query_int",
@@ -318,24 +316,4 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
         "version": snapshot.version,
         "schema_version": snapshot.schema_version,
         "state": snapshot.state,
-    }
-
-
-def failure_json(failure: FailedKey) -> dict[str, Any]:
-    """A parked or quarantined key of a processor."""
-    return {
-        "processor": failure.processor,
-        "partition": failure.partition,
-        "key": failure.key,
-        "state": failure.state.value,
-        "attempts": failure.attempts,
-        "position": failure.position,
-        "event_id": str(failure.event_id),
-        "event_type": failure.event_type,
-        "error": failure.error,
-        "stack": failure.stack,
-        "first_failed_at": failure.first_failed_at.isoformat(),
-        "last_failed_at": failure.last_failed_at.isoformat(),
-        "next_retry_at": failure.next_retry_at.isoformat() if failure.next_retry_at else None,
-        "requested": failure.requested.value if failure.requested else None,
     }
