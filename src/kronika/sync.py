@@ -176,6 +176,21 @@ class SyncEventStore:
         """See :meth:`kronika.EventStore.stream_info`."""
         return self._run(self.async_store.stream_info(stream))
 
+    def list_streams(
+        self,
+        *,
+        after: str | None = None,
+        prefix: str | None = None,
+        category: str | None = None,
+        limit: int | None = None,
+    ) -> list[StreamInfo]:
+        """See :meth:`kronika.EventStore.list_streams`."""
+        return self._run(
+            self.async_store.list_streams(
+                after=after, prefix=prefix, category=category, limit=limit
+            )
+        )
+
     def delete_stream(self, stream: str, *, hard: bool = False) -> None:
         """See :meth:`kronika.EventStore.delete_stream`."""
         self._run(self.async_store.delete_stream(stream, hard=hard))

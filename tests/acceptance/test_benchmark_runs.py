@@ -116,3 +116,57 @@ def test_the_http_benchmark_runs_against_a_real_server(tmp_path: Path) -> None:
     )
     assert report["overload"]["rejected_429"] > 0, "the overloaded server never answered 429"
     assert any(line.startswith(("PASS", "FAIL")) for line in report["verdicts"])
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_the_verify_benchmark_runs_and_reports_a_rate(tmp_path: Path, backend: str) -> None:
+    """benchmarks.verify at the tiny scale: it loads a store, verifies it clean (the run
+    fails otherwise) and reports the rate. The 100k events/s target is not asserted."""
+    out = tmp_path / "verify.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.verify", "--backend", backend, "--scale", "tiny",
+         "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [result] = json.loads(out.read_text())["results"]
+    assert result["backend"] == backend
+    assert result["events"] == 1_000
+    assert result["rate"] > 0
+    assert result["resumed"]["events"] == 100
+    assert result["verdict"] in {"PASS", "FAIL"}
+
+
+def test_the_backup_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
+    """benchmarks.backup at the tiny scale on SQLite: load, backup, verify and restore
+    through the real CLI, each with its time and peak memory (no targets at this scale)."""
+    out = tmp_path / "backup.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.backup",
+            "--backend",
+            "sqlite",
+            "--scale",
+            "tiny",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [result] = json.loads(out.read_text())["results"]
+    assert result["backend"] == "sqlite" and result["events"] == 2_000
+    for step in (result["backup"], result["verify"], result["restores"]["sqlite"]):
+        assert step["seconds"] > 0 and step["peak_mib"] > 10
+    assert result["archive_bytes"] > 0
+    assert set(result["verdicts"].values()) == {"n/a"}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kronika.testing.chains import ChainContract
 from kronika.testing.contract import EventStoreContract, SnapshotContract
+from kronika.testing.retention import RetentionContract
 
 
 class TestMemoryStore(EventStoreContract):
@@ -16,6 +18,18 @@ class TestMemoryStore(EventStoreContract):
 
 
 class TestMemorySnapshots(SnapshotContract):
+    @pytest.fixture
+    def store_url(self, memory_url: str) -> str:
+        return memory_url
+
+
+class TestMemoryRetention(RetentionContract):
+    @pytest.fixture
+    def store_url(self, memory_url: str) -> str:
+        return memory_url
+
+
+class TestMemoryChains(ChainContract):
     @pytest.fixture
     def store_url(self, memory_url: str) -> str:
         return memory_url

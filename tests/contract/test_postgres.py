@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kronika.testing.chains import ChainContract
 from kronika.testing.contract import EventStoreContract, SnapshotContract
+from kronika.testing.retention import RetentionContract
 
 pytestmark = pytest.mark.postgres
 
@@ -18,6 +20,18 @@ class TestPostgresStore(EventStoreContract):
 
 
 class TestPostgresSnapshots(SnapshotContract):
+    @pytest.fixture
+    def store_url(self, postgres_url: str) -> str:
+        return postgres_url
+
+
+class TestPostgresRetention(RetentionContract):
+    @pytest.fixture
+    def store_url(self, postgres_url: str) -> str:
+        return postgres_url
+
+
+class TestPostgresChains(ChainContract):
     @pytest.fixture
     def store_url(self, postgres_url: str) -> str:
         return postgres_url

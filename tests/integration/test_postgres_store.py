@@ -30,6 +30,7 @@ from psycopg import sql
 from kronika import NO_STREAM, AppendCondition, NewEvent, RecordedEvent, StreamAppend, open_store
 from kronika.errors import ConditionFailed, SchemaError, Unavailable
 from kronika.store.base import PreparedAppend, _encode_event
+from kronika.store.listing import CEILING
 from kronika.store.postgres import PostgresEventStore
 from kronika.store.postgres import appends as ap
 from kronika.store.postgres.database import ADAPTERS
@@ -262,6 +263,38 @@ async def test_reads_use_their_indexes(store: PostgresEventStore, postgres_serve
             scans = _scans([row[0][0]["Plan"]])
             _assert_no_seq_scan(scans, what)
             assert index in {s[2] for s in scans}, f"{what} does not use {index}: {scans}"
+
+
+async def test_stream_listings_scan_a_range_of_the_stream_key(
+    store: PostgresEventStore, postgres_server: str
+) -> None:
+    streams = sql.Identifier(store.schema, "streams")
+    q = queries_for(store.schema, "unused")
+    page = {"namespace": "default", "after": "", "limit": 100, "category": None}
+    cases = {
+        "all, first page": {**page, "low": "", "high": CEILING},
+        "after a cursor": {**page, "after": "cat3-500", "low": "", "high": CEILING},
+        "by category": {**page, "category": "cat7", "low": "cat7", "high": "cat7."},
+    }
+    async with connect(postgres_server) as conn:
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (namespace, stream, version) "
+                "SELECT 'default', 'cat' || mod(i, 50) || '-' || i, 0 FROM generate_series(1, %s) i"
+            ).format(streams),
+            (20_000,),
+        )
+        await conn.execute(sql.SQL("ANALYZE {}").format(streams))
+        for what, params in cases.items():
+            cur = await conn.execute(b"EXPLAIN (FORMAT JSON) " + q.list_streams, params)
+            row = await cur.fetchone()
+            assert row is not None
+            scans = _scans([row[0][0]["Plan"]])
+            _assert_no_seq_scan(scans, what)
+            assert "streams_pkey" in {s[2] for s in scans}, f"{what}: {scans}"
+    listed = await store.list_streams(category="cat7", after="cat7-1007", limit=3)
+    names = sorted(f"cat7-{i}" for i in range(1, 20_001) if i % 50 == 7)
+    assert [i.stream for i in listed] == [n for n in names if n > "cat7-1007"][:3]
 
 
 async def test_append_checks_use_their_indexes(

@@ -175,6 +175,10 @@ def test_the_route_table_has_protected_routes_including_sse() -> None:
     assert len(routes) >= 20
     assert any(e.response == "text/event-stream" for e in routes)
     assert {e.permission for e in routes} == set(Permission)
+    needs = {f"{e.method} {e.path}": e.permission for e in routes}
+    assert needs["POST /v1/keys"] is needs["GET /v1/keys"] is needs["DELETE /v1/keys/{id}"]
+    assert needs["DELETE /v1/keys/{id}"] is Permission.ADMIN
+    assert needs["GET /v1/streams"] is needs["GET /v1/failed"] is Permission.READ
 
 
 def test_every_route_needs_credentials_and_the_right_role(setup: Setup) -> None:
@@ -220,6 +224,10 @@ def test_category_limits_hold_over_http(setup: Setup) -> None:
         assert http.get("/v1/streams/orders-8").json()["events"] == []  # nothing half-written
         assert http.get("/v1/all").status_code == 403
         assert http.get("/v1/all", params={"categories": "orders"}).status_code == 200
+        assert http.get("/v1/streams").status_code == 403
+        assert http.get("/v1/streams", params={"category": "users"}).status_code == 403
+        listed = http.get("/v1/streams", params={"category": "orders"})
+        assert [s["stream"] for s in listed.json()["streams"]] == ["orders-7"]
         with http.stream("GET", "/v1/all/live", params={"categories": "users"}) as live:
             assert live.status_code == 403
         with http.stream("GET", "/v1/streams/users-1/live") as live:

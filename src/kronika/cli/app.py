@@ -17,21 +17,26 @@ from typer.core import TyperGroup
 
 import kronika
 from kronika.cli import (
+    backup,
     demo,
+    doctor,
     events,
     keys,
+    maintenance,
     migrate,
     output,
     processors,
     replay,
+    retention,
     serve,
+    smoke,
     streams,
+    verify,
     worker,
 )
 from kronika.cli.context import Settings, run, settings_of
 from kronika.errors import KronikaError
 from kronika.store import DEFAULT_URL, EventStore
-from kronika.store.options import redact_url
 
 __all__ = ["app", "main"]
 
@@ -48,7 +53,9 @@ class KronikaGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except KronikaError as exc:
-            output.print_error(exc)
+            from kronika.cli.remote import explained  # only now: it loads the HTTP client
+
+            output.print_error(explained(exc, settings_of(ctx)))
             raise typer.Exit(output.exit_code_for(exc)) from None
 
 
@@ -66,9 +73,16 @@ app.command(name="migrate")(migrate.migrate)
 app.command(name="demo")(demo.demo)
 app.command(name="worker")(worker.worker)
 app.command(name="serve")(serve.serve)
+app.command(name="doctor")(doctor.doctor)
+app.command(name="smoke")(smoke.smoke)
+app.command(name="verify")(verify.verify)
 app.add_typer(processors.app, name="processors")
 app.add_typer(replay.app, name="replay")
 app.add_typer(keys.app, name="keys")
+app.add_typer(backup.app, name="backup")
+app.command(name="restore")(backup.restore)
+app.add_typer(retention.app, name="retention")
+app.add_typer(maintenance.app, name="maintenance")
 
 
 @app.callback()
@@ -78,7 +92,7 @@ def root(
         str | None,
         typer.Option(
             envvar="KRONIKA_DATABASE_URL",
-            help="Store URL: memory://, sqlite:///PATH or postgresql://...",
+            help="Store URL: memory://, sqlite:///PATH, postgresql://... (http(s)://: a server).",
             show_default=DEFAULT_URL,
         ),
     ] = None,
@@ -89,9 +103,26 @@ def root(
             show_default="the store's default",
         ),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KRONIKA_SERVER",
+            help="Work through a running kronika serve at http(s)://HOST:PORT instead of "
+            "on the database.",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KRONIKA_TOKEN",
+            help="API key or JWT for --server (prefer the environment variable).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Kronika: an event store and event-sourcing platform."""
-    ctx.obj = Settings.from_options(url, namespace)
+    ctx.obj = Settings.from_options(url, namespace, server, token)
 
 
 @app.command()
@@ -103,7 +134,7 @@ def version(ctx: typer.Context) -> None:
         "kronika": kronika.__version__,
         "python": platform.python_version(),
         "engine": store.engine,
-        "url": redact_url(settings.url),
+        "url": settings.shown_url,
         "namespace": store.namespace,
         "schema": _schema(store),
     }

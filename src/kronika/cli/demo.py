@@ -10,7 +10,6 @@ from kronika.cli import output
 from kronika.cli.context import settings_of, with_store
 from kronika.domain.events import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
 from kronika.store import EventStore
-from kronika.store.options import redact_url
 
 __all__ = ["demo"]
 
@@ -52,7 +51,7 @@ def demo(ctx: typer.Context) -> None:
     """Append a small order flow to the configured store, read it back and show it."""
     order = uuid.uuid4().hex[:8]
     events = with_store(ctx, lambda store: _run_demo(store, order))
-    where = redact_url(settings_of(ctx).url)
+    where = settings_of(ctx).shown_url
     output.out.print(output.events_table(events, title=f"order {order} in {where}"))
     output.out.print(
         f"\nNext: kronika streams read order-{order}   |   kronika events read --category order",

@@ -7,77 +7,32 @@ it) and what it grants on stderr.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from kronika.cli import output
-from kronika.cli.context import Settings, run, settings_of
+from kronika.cli.operations import Operations, operate
 from kronika.server.security import apikeys, management
-from kronika.store.keys import ApiKeyRecord
-from kronika.store.protocol import EventStore
 
-__all__ = ["app"]
+__all__ = ["app", "keys_table"]
 
 app = typer.Typer(
     help="Manage the server's API keys: create (shown once), list, revoke.",
     no_args_is_help=True,
 )
-T = TypeVar("T")
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 DATABASE_URL = Annotated[
     str | None,
     typer.Option(
         "--database-url",
         help="Store URL, as the global --url (which reads KRONIKA_DATABASE_URL).",
-        show_default="the global --url",
+        show_default="the global --url or --server",
     ),
 ]
-
-
-def _with_store(
-    ctx: typer.Context, database_url: str | None, action: Callable[[EventStore], Awaitable[T]]
-) -> T:
-    """Open the store (``--database-url``, else the global one), run ``action``, close it."""
-    settings = settings_of(ctx)
-    if database_url:
-        settings = Settings.from_options(database_url, settings.namespace)
-    store = settings.make_store()
-
-    async def go() -> T:
-        async with store:
-            return await action(store)
-
-    return run(go())
-
-
-def key_to_dict(record: ApiKeyRecord, now: datetime) -> dict[str, Any]:
-    """A key as a JSON-ready dict: everything stored except the secret's hash."""
-
-    def stamp(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "id": record.id,
-        "name": record.name,
-        "roles": list(record.roles),
-        "categories": None if record.categories is None else list(record.categories),
-        "status": _status(record, now),
-        "created_at": stamp(record.created_at),
-        "expires_at": stamp(record.expires_at),
-        "revoked_at": stamp(record.revoked_at),
-        "last_used_at": stamp(record.last_used_at),
-    }
-
-
-def _status(record: ApiKeyRecord, now: datetime) -> str:
-    if record.revoked_at is not None:
-        return "revoked"
-    return "expired" if record.expired(now) else "active"
 
 
 @app.command("create")
@@ -102,22 +57,21 @@ def create(
 ) -> None:
     """Create an API key and print it once: it cannot be shown again."""
     lifetime = management.parse_duration(expires_in) if expires_in else None
+    management.parse_roles(role)  # refuse a bad role before anything is sent
 
-    async def action(store: EventStore) -> tuple[str, ApiKeyRecord]:
-        return await management.create_key(
-            store, role, categories=category, name=name, expires_in=lifetime
-        )
+    async def action(ops: Operations) -> tuple[str, dict[str, Any]]:
+        return await ops.create_key(role, categories=category, name=name, expires_in=lifetime)
 
-    token, record = _with_store(ctx, database_url, action)
+    token, record = operate(ctx, action, database_url=database_url)
     if as_json:
-        output.print_json({**key_to_dict(record, record.created_at), "key": token})
+        output.print_json({**record, "key": token})
         return
     output.out.print(token, markup=False)
-    scope = ", ".join(record.categories) if record.categories else "all"
-    expiry = record.expires_at.isoformat() if record.expires_at else "never"
+    scope = ", ".join(record["categories"]) if record["categories"] else "all"
     output.err.print(
-        f"Created API key {record.id} (roles: {', '.join(record.roles)}; categories: "
-        f"{scope}; expires: {expiry}). Store it now: it is shown only once.",
+        f"Created API key {record['id']} (roles: {', '.join(record['roles'])}; categories: "
+        f"{scope}; expires: {record['expires_at'] or 'never'}). Store it now: it is shown "
+        "only once.",
         markup=False,
     )
 
@@ -125,37 +79,36 @@ def create(
 @app.command("list")
 def list_keys(ctx: typer.Context, database_url: DATABASE_URL = None, as_json: JSON = False) -> None:
     """List API keys (never their secrets), oldest first."""
-
-    async def action(store: EventStore) -> list[ApiKeyRecord]:
-        return await management.keys_of(store).keys()
-
-    records = _with_store(ctx, database_url, action)
-    now = datetime.now(UTC)
+    rows = operate(ctx, lambda ops: ops.keys(), database_url=database_url)
     if as_json:
-        for record in records:
-            output.print_json(key_to_dict(record, now))
+        for row in rows:
+            output.print_json(row)
         return
+    output.out.print(keys_table(rows))
+
+
+def keys_table(rows: list[dict[str, Any]]) -> Table:
+    """API keys (``key_dict``): id, name, roles, categories, status and times."""
     table = Table()
     table.add_column("id", no_wrap=True, min_width=16)
     for column in ("name", "roles", "categories", "status", "created", "expires", "last used"):
         table.add_column(column)
-    for record in records:
-        row = key_to_dict(record, now)
+    for row in rows:
         table.add_row(
-            record.id,
-            escape(record.name),
-            ", ".join(record.roles),
-            escape(", ".join(record.categories)) if record.categories else "all",
+            row["id"],
+            escape(row["name"]),
+            ", ".join(row["roles"]),
+            escape(", ".join(row["categories"])) if row["categories"] else "all",
             row["status"],
-            _short(record.created_at),
-            _short(record.expires_at) or "never",
-            _short(record.last_used_at) or "never",
+            _short(row["created_at"]),
+            _short(row["expires_at"]) or "never",
+            _short(row["last_used_at"]) or "never",
         )
-    output.out.print(table)
+    return table
 
 
-def _short(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+def _short(stamp: str | None) -> str:
+    return "" if stamp is None else datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M")
 
 
 @app.command("revoke")
@@ -166,16 +119,11 @@ def revoke(
     as_json: JSON = False,
 ) -> None:
     """Revoke an API key; servers refuse it within their key cache time (5 s by default)."""
-
-    async def action(store: EventStore) -> ApiKeyRecord:
-        return await management.revoke_key(store, key_id)
-
-    record = _with_store(ctx, database_url, action)
+    record = operate(ctx, lambda ops: ops.revoke_key(key_id), database_url=database_url)
     if as_json:
-        output.print_json(key_to_dict(record, datetime.now(UTC)))
+        output.print_json(record)
         return
-    revoked = record.revoked_at.isoformat() if record.revoked_at else ""
-    output.out.print(f"Revoked API key {record.id} at {revoked}", markup=False)
+    output.out.print(f"Revoked API key {record['id']} at {record['revoked_at']}", markup=False)
 
 
 @app.command("generate")

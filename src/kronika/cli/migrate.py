@@ -31,7 +31,7 @@ def migrate(
 ) -> None:
     """Apply pending schema migrations (run it under the migration role)."""
     settings = settings_of(ctx)
-    store = settings.make_store(migrate=False)
+    store = settings.database_store(migrate=False)
     where = redact_url(settings.url)
     if check:
         status = run(_then_close(store, store.schema_status()))

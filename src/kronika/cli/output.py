@@ -16,7 +16,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from kronika.domain.events import RecordedEvent, StreamInfo
-from kronika.errors import ConfigurationError, KronikaError, ValidationError
+from kronika.errors import (
+    ConfigurationError,
+    Forbidden,
+    KronikaError,
+    Unauthorized,
+    ValidationError,
+)
 
 __all__ = [
     "err",
@@ -28,6 +34,7 @@ __all__ = [
     "out",
     "print_error",
     "print_json",
+    "streams_table",
 ]
 
 out = Console(highlight=False, soft_wrap=True)
@@ -40,8 +47,10 @@ DATA_WIDTH = 60
 
 
 def exit_code_for(exc: KronikaError) -> int:
-    """2 for bad input or configuration (the caller must change something), else 1."""
-    return 2 if isinstance(exc, (ValidationError, ConfigurationError)) else 1
+    """2 for bad input, configuration or credentials (the caller must change something),
+    else 1."""
+    caller = (ValidationError, ConfigurationError, Unauthorized, Forbidden)
+    return 2 if isinstance(exc, caller) else 1
 
 
 def print_error(exc: KronikaError) -> None:
@@ -84,6 +93,21 @@ def info_to_dict(info: StreamInfo) -> dict[str, Any]:
         "max_count": info.max_count,
         "metadata": info.metadata,
     }
+
+
+def streams_table(infos: Iterable[StreamInfo]) -> Table:
+    """A table of streams: name, state, version, truncation point and retention limits."""
+    table = Table("stream", "state", "version", "truncated before", "max age (s)", "max count")
+    for info in infos:
+        table.add_row(
+            escape(info.stream),
+            info.state.value,
+            "-" if info.version is None else str(info.version),
+            str(info.truncated_before),
+            "-" if info.max_age is None else f"{info.max_age:g}",
+            "-" if info.max_count is None else str(info.max_count),
+        )
+    return table
 
 
 def _short_json(value: Any) -> str:

@@ -1,63 +1,44 @@
-"""``kronika processors``: state and lag, failed keys, dead letters, retry, skip, pause."""
+"""``kronika processors``: state and lag, failed keys, dead letters, retry, skip, pause.
+
+Each command works on the database of ``--url`` or through the server of ``--server``
+(see :mod:`kronika.cli.operations`) and renders the same rows either way.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from kronika.cli import output
-from kronika.cli.context import with_store
+from kronika.cli.operations import FailureAction, operate
 from kronika.cli.worker import APP_OPTION
-from kronika.errors import NotFound
-from kronika.store.protocol import EventStore
 
-if TYPE_CHECKING:
-    from kronika.runtime import admin
-    from kronika.runtime.processor import Processor
-
-__all__ = ["app"]
+__all__ = ["APP", "JSON", "app", "failed_table", "print_rows", "status_table"]
 
 app = typer.Typer(
     help="Operate processors: state, lag, failed keys and dead letters.", no_args_is_help=True
 )
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+APP = Annotated[str | None, APP_OPTION]
+"""``--app``: optional; locally it gives exact lag, a server uses its own KRONIKA_APP."""
+PROCESSOR = Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")]
 
 
-def _admin() -> Any:
-    """The runtime's admin module, imported when a command needs it (it loads pydantic)."""
-    from kronika.runtime import admin
-
-    return admin
+def _lag(row: dict[str, Any]) -> str:
+    return f"{row['lag_events']}{'+' if row['lag_capped'] else ''}"
 
 
-def _load(reference: str) -> list[Processor]:
-    from kronika.runtime.loading import load_processors
-
-    return load_processors(reference)
-
-
-def _find(processors: list[Processor], name: str) -> Processor:
-    for processor in processors:
-        if processor.name == name:
-            return processor
-    raise NotFound(f"no processor {name!r} in the app")
+def _when(stamp: str | None) -> str:
+    """An ISO 8601 time to the second, or ``-``."""
+    return datetime.fromisoformat(stamp).isoformat(timespec="seconds") if stamp else "-"
 
 
-@app.command("status")
-def status(ctx: typer.Context, app_ref: Annotated[str, APP_OPTION], json: JSON = False) -> None:
-    """Show each processor's state, position, lag and failed keys."""
-    processors = _load(app_ref)
-
-    async def action(store: EventStore) -> list[admin.ProcessorStatus]:
-        return [await _admin().status(store, p) for p in processors]
-
-    states = with_store(ctx, action)
-    if json:
-        for state in states:
-            output.print_json(_admin().status_dict(state))
-        return
+def status_table(rows: list[dict[str, Any]]) -> Table:
+    """Processors (``status_dict``): state, position, head, lag, failing keys, workers."""
     table = Table(
         "processor",
         "state",
@@ -69,20 +50,56 @@ def status(ctx: typer.Context, app_ref: Annotated[str, APP_OPTION], json: JSON =
         "quarantined",
         "workers",
     )
-    for s in states:
-        lag = f"{s.lag_events}{'+' if s.lag_capped else ''}"
+    for row in rows:
         table.add_row(
-            s.name,
-            s.state.value,
-            str(s.position),
-            str(s.head),
-            lag,
-            f"{s.lag_seconds:.1f}",
-            str(s.parked),
-            str(s.quarantined),
-            ", ".join(s.owners) or "-",
+            row["name"],
+            row["state"],
+            str(row["position"]),
+            str(row["head"]),
+            _lag(row),
+            f"{row['lag_seconds']:.1f}",
+            str(row["parked"]),
+            str(row["quarantined"]),
+            ", ".join(row["workers"]) or "-",
         )
-    output.out.print(table)
+    return table
+
+
+def failed_table(rows: list[dict[str, Any]]) -> Table:
+    """Failed keys (``failure_dict``): attempts, failing event, next retry, last error."""
+    table = Table(
+        "processor", "key", "state", "attempts", "position", "event type", "next retry", "error"
+    )
+    for row in rows:
+        table.add_row(
+            row["processor"],
+            row["key"],
+            row["state"],
+            str(row["attempts"]),
+            str(row["position"]),
+            row["event_type"],
+            _when(row["next_retry_at"]),
+            row["error"],
+        )
+    return table
+
+
+def print_rows(
+    rows: list[dict[str, Any]], as_json: bool, table: Callable[[list[dict[str, Any]]], Table]
+) -> None:
+    """One JSON line per row with ``--json``, else the rows as ``table`` renders them."""
+    if as_json:
+        for row in rows:
+            output.print_json(row)
+        return
+    output.out.print(table(rows))
+
+
+@app.command("status")
+def status(ctx: typer.Context, app_ref: APP = None, json: JSON = False) -> None:
+    """Show each processor's state, position, lag and failed keys."""
+    rows = operate(ctx, lambda ops: ops.processors(), app=app_ref)
+    print_rows(rows, json, status_table)
 
 
 @app.command("failed")
@@ -94,40 +111,20 @@ def failed(
     json: JSON = False,
 ) -> None:
     """List parked and quarantined keys with their last error."""
-    failures = with_store(ctx, lambda store: _admin().failed_keys(store, processor))
-    if json:
-        for failure in failures:
-            output.print_json(_admin().failure_dict(failure))
-        return
-    table = Table(
-        "processor", "key", "state", "attempts", "position", "event type", "next retry", "error"
-    )
-    for f in failures:
-        retry = f.next_retry_at.isoformat(timespec="seconds") if f.next_retry_at else "-"
-        table.add_row(
-            f.processor,
-            f.key,
-            f.state.value,
-            str(f.attempts),
-            str(f.position),
-            f.event_type,
-            retry,
-            f.error,
-        )
-    output.out.print(table)
+    rows = operate(ctx, lambda ops: ops.failed(processor))
+    print_rows(rows, json, failed_table)
 
 
 @app.command("dead-letters")
 def dead_letters(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")],
+    name: PROCESSOR,
     key: Annotated[str, typer.Argument(metavar="KEY", help="The failed key (usually a stream).")],
-    app_ref: Annotated[str, APP_OPTION],
+    app_ref: APP = None,
     json: JSON = False,
 ) -> None:
     """Show the events a failed key is holding back, from the failing one on."""
-    processor = _find(_load(app_ref), name)
-    events = with_store(ctx, lambda store: _admin().dead_letters(store, processor, key))
+    events = operate(ctx, lambda ops: ops.dead_letters(name, key), app=app_ref)
     if json:
         for event in events:
             output.print_json(output.event_to_dict(event))
@@ -135,45 +132,40 @@ def dead_letters(
     output.out.print(output.events_table(events, title=f"{name}: {key}"))
 
 
-def _operate(ctx: typer.Context, verb: str, action: str, *args: str) -> None:
-    operation = getattr(_admin(), action)
-    with_store(ctx, lambda store: operation(store, *args))
-    output.err.print(f"{verb}: {' '.join(args)}", markup=False)
+def _request(ctx: typer.Context, action: FailureAction, name: str, key: str) -> None:
+    operate(ctx, lambda ops: ops.request(action, name, key))
+    output.err.print(f"{action} requested: {name} {key}", markup=False)
 
 
 @app.command("retry")
 def retry(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")],
+    name: PROCESSOR,
     key: Annotated[str, typer.Argument(metavar="KEY", help="The failed key.")],
 ) -> None:
     """Ask the worker owning the key to retry it now, with fresh attempts."""
-    _operate(ctx, "retry requested", "request_retry", name, key)
+    _request(ctx, "retry", name, key)
 
 
 @app.command("skip")
 def skip(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")],
+    name: PROCESSOR,
     key: Annotated[str, typer.Argument(metavar="KEY", help="The failed key.")],
 ) -> None:
     """Ask the worker owning the key to skip its failing event and go on."""
-    _operate(ctx, "skip requested", "request_skip", name, key)
+    _request(ctx, "skip", name, key)
 
 
 @app.command("pause")
-def pause(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")],
-) -> None:
+def pause(ctx: typer.Context, name: PROCESSOR) -> None:
     """Pause a processor: workers release its partitions."""
-    _operate(ctx, "paused", "pause", name)
+    operate(ctx, lambda ops: ops.pause(name))
+    output.err.print(f"paused: {name}", markup=False)
 
 
 @app.command("resume")
-def resume(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="PROCESSOR", help="The processor.")],
-) -> None:
+def resume(ctx: typer.Context, name: PROCESSOR) -> None:
     """Resume a paused processor."""
-    _operate(ctx, "resumed", "resume", name)
+    operate(ctx, lambda ops: ops.resume(name))
+    output.err.print(f"resumed: {name}", markup=False)

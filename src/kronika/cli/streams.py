@@ -1,4 +1,4 @@
-"""``kronika streams``: append to, read, inspect, delete and truncate one stream."""
+"""``kronika streams``: list streams; append to, read, inspect, delete and truncate one."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from kronika.store import EventStore
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Append to, read, inspect, delete and truncate streams.", no_args_is_help=True
+    help="List streams; append to, read, inspect, delete and truncate one.", no_args_is_help=True
 )
 
 
@@ -134,6 +134,37 @@ def read(
             output.print_json(output.event_to_dict(event))
         return
     output.out.print(output.events_table(events, title=f"{stream} ({len(events)} events)"))
+
+
+@app.command("list")
+def list_streams(
+    ctx: typer.Context,
+    *,
+    prefix: Annotated[
+        str | None, typer.Option(help="Only streams whose name starts with this.")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option(help="Only streams of this category (the name before '-').")
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(help="Start after this name (the last one of the previous page)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many streams.")] = 100,
+    as_json: Json = False,
+) -> None:
+    """List streams in name order with their version and state, a page at a time."""
+    found = with_store(
+        ctx,
+        lambda s: s.list_streams(after=after, prefix=prefix, category=category, limit=limit),
+    )
+    if as_json:
+        for stream in found:
+            output.print_json(output.info_to_dict(stream))
+    else:
+        output.out.print(output.streams_table(found))
+    if len(found) == limit:
+        output.err.print(f"more may follow: --after {found[-1].stream}", markup=False)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from typing import Annotated
 
@@ -58,14 +59,26 @@ def worker(  # noqa: PLR0917 - Typer passes every option by keyword anyway
             help="Address the metrics endpoint binds.",
         ),
     ] = "127.0.0.1",
+    retention_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--retention-interval",
+            help="Apply the retention policies every SECONDS (default: "
+            "$KRONIKA_RETENTION_INTERVAL, else off).",
+            min=0.001,
+        ),
+    ] = None,
 ) -> None:
     """Run processors; several workers on one PostgreSQL share the work through leases."""
     from kronika.cli.telemetry import start_telemetry
+    from kronika.ops.retention import scheduled
+    from kronika.ops.retention_policy import RetentionPolicy
     from kronika.runtime.loading import load_processors
     from kronika.runtime.worker import Worker
 
     processors = load_processors(app)
-    store = settings_of(ctx).make_store()
+    policy = RetentionPolicy.from_env(os.environ).with_values(interval=retention_interval)
+    store = settings_of(ctx).database_store()
     start_telemetry("kronika-worker", namespace=store.namespace)
 
     async def go() -> None:
@@ -82,7 +95,10 @@ def worker(  # noqa: PLR0917 - Typer passes every option by keyword anyway
                 loop.add_signal_handler(signum, running.stop)
             names = ", ".join(p.name for p in processors)
             output.err.print(f"worker {running.id} running: {names}", markup=False)
-            async with serving_metrics(store, processors, metrics_host, metrics_port):
+            async with (
+                serving_metrics(store, processors, metrics_host, metrics_port),
+                scheduled(store, policy, processors=processors, owner=running.id),
+            ):
                 await running.run()
             output.err.print(f"worker {running.id} stopped", markup=False)
 

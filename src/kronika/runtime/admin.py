@@ -7,7 +7,7 @@ processing state (memory, SQLite, PostgreSQL) while workers run elsewhere.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +16,9 @@ from kronika.domain.events import RecordedEvent
 from kronika.errors import NotFound
 from kronika.runtime.generations import generation_of, physical_name
 from kronika.runtime.partition import events_of_key
-from kronika.runtime.processor import Processor
+from kronika.runtime.processor import Processor, ProcessorKind
 from kronika.runtime.progress import LAG_SCAN_LIMIT, processing_of, unhandled
-from kronika.store.processing import FailedKey, FailureAction, FailureState
+from kronika.store.processing import FailedKey, FailureAction, FailureState, ProcessorRecord
 from kronika.store.protocol import EventStore
 
 __all__ = [
@@ -27,15 +27,18 @@ __all__ = [
     "ProcessorState",
     "ProcessorStatus",
     "dead_letters",
+    "described",
     "failed_keys",
     "failure_dict",
     "live_name",
     "pause",
+    "recorded",
     "request_retry",
     "request_skip",
     "resume",
     "status",
     "status_dict",
+    "statuses",
 ]
 
 Operation = Callable[..., Awaitable[None]]
@@ -83,6 +86,43 @@ class ProcessorStatus:
     """Keys out of attempts, waiting for an operator."""
     owners: tuple[str, ...]
     """Workers holding its partitions now."""
+
+
+class _Recorded(Processor):
+    """A processor known only from its stored record (the application is not loaded)."""
+
+    kind = ProcessorKind.PROJECTION
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        # None reads every type: the handlers, and so the types, are unknown here.
+        return None  # type: ignore[return-value]
+
+
+def recorded(record: ProcessorRecord) -> Processor:
+    """A stand-in for a processor known only from its stored record, for :func:`status`
+    when the application is not loaded: its lag counts events of every type, keyed by
+    stream."""
+    attributes = {"name": record.name, "partitions": record.partitions, "kind": _Recorded.kind}
+    made: Processor = type(f"Recorded[{record.name}]", (_Recorded,), attributes)()
+    return made
+
+
+def described(record: ProcessorRecord, known: Sequence[Processor]) -> Processor:
+    """The processor of ``record``: the application's, if it is among ``known``, else a
+    stand-in made from the record (:func:`recorded`)."""
+    return next((p for p in known if p.name == record.name), None) or recorded(record)
+
+
+async def statuses(store: EventStore, known: Sequence[Processor]) -> list[ProcessorStatus]:
+    """Every processor that has run, by name, described by ``known`` where it is there.
+    A replay's generation (``name~gN``) is not listed: it shows under its replay job."""
+    records = await processing_of(store).processors()
+    return [
+        await status(store, described(record, known))
+        for record in sorted(records, key=lambda r: r.name)
+        if generation_of(record.name)[1] == 1
+    ]
 
 
 async def status(store: EventStore, processor: Processor) -> ProcessorStatus:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = [
     "generations",
     "job",
     "job_dict",
+    "prunable",
     "prune",
     "replay_status",
     "replays",
@@ -405,20 +407,29 @@ async def try_complete(store: EventStore, projection: Processor, replay: Job) ->
     return True
 
 
-async def prune(store: EventStore, projection: Processor) -> list[int]:
-    """Drop replaced generations beyond ``replayed_versions_to_keep`` that no worker holds;
-    returns the generations dropped."""
+async def prunable(store: EventStore, projection: Processor) -> list[Generation]:
+    """Replaced generations beyond ``replayed_versions_to_keep`` that no worker holds, newest
+    first: what :func:`prune` drops. The live one, the kept ones and any a replay job is
+    building (running or stopped) are never among them."""
     keep = getattr(projection, "replayed_versions_to_keep", 1)
     processing = processing_of(store)
     inactive = [
         g for g in await generations(store, projection.name) if not g.live and g.building is None
     ]
+    # One a worker has not let go yet is left for a later prune.
+    return [old for old in inactive[keep:] if not await _held(processing, old.name)]
+
+
+async def prune(
+    store: EventStore, projection: Processor, *, only: Collection[int] | None = None
+) -> list[int]:
+    """Drop the :func:`prunable` generations (of them, only those in ``only`` if given);
+    returns the generations dropped."""
     dropped = []
-    for old in inactive[keep:]:
-        if await _held(processing, old.name):
-            continue  # a worker has not let it go yet; a later prune drops it
-        await _drop_generation(store, projection, old.generation)
-        dropped.append(old.generation)
+    for old in await prunable(store, projection):
+        if only is None or old.generation in only:
+            await _drop_generation(store, projection, old.generation)
+            dropped.append(old.generation)
     return dropped
 
 

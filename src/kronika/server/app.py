@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kronika.errors import KronikaError, Unavailable
-from kronika.server import health, processors, replays, streams
+from kronika.server import health, keys, processors, replays, streams
 from kronika.server.correlation import RequestContext
 from kronika.server.health import Readiness
 from kronika.server.httpmetrics import HttpMetrics
@@ -50,6 +50,7 @@ def endpoints_for(settings: ServerSettings) -> list[Endpoint]:
         *streams.ENDPOINTS,
         *processors.ENDPOINTS,
         *replays.ENDPOINTS,
+        *keys.ENDPOINTS,
     ]
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "Principal",
     "Role",
     "authorize",
+    "lacking",
 ]
 
 
@@ -95,6 +96,14 @@ ANONYMOUS_ADMIN = Principal("anonymous", frozenset({Role.ADMIN}), kind="anonymou
 """Who every request is when authentication is off (the ``local`` mode only)."""
 
 
+def lacking(principal: Principal, permission: Permission) -> Forbidden:
+    """The refusal of a caller without ``permission``, naming the roles that have it."""
+    roles = ", ".join(role.value for role in Role if permission in role.permissions)
+    return Forbidden(
+        f"{principal.name} lacks the {permission.value!r} permission (roles with it: {roles})"
+    )
+
+
 def authorize(
     principal: Principal,
     permission: Permission,
@@ -108,7 +117,7 @@ def authorize(
     of the global log (a category-limited caller must name a subset of its categories).
     """
     if not principal.may(permission):
-        raise Forbidden(f"{principal.name} lacks the {permission.value!r} permission")
+        raise lacking(principal, permission)
     allowed = principal.categories
     if allowed is None:
         return

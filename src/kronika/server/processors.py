@@ -16,40 +16,19 @@ from starlette.responses import Response
 
 from kronika.errors import NotFound
 from kronika.runtime import admin
-from kronika.runtime.generations import generation_of
-from kronika.runtime.processor import Processor, ProcessorKind
+from kronika.runtime.processor import Processor
 from kronika.runtime.worker import processing_of
 from kronika.server.principal import Permission, Principal
 from kronika.server.routing import Endpoint, Param
 from kronika.server.state import ServerState, state_of
-from kronika.server.wire import FailedKeyBody, JSONResponse, events_json, parse_body
+from kronika.server.wire import FailedKeyBody, JSONResponse, events_json, parse_body, query_str
 from kronika.store.processing import ProcessorRecord
 
 __all__ = ["ENDPOINTS", "processor_of", "processor_statuses"]
 
 
-class _Recorded(Processor):
-    """A processor known only from its stored record (no ``KRONIKA_APP``)."""
-
-    kind = ProcessorKind.PROJECTION
-
-    @property
-    def types(self) -> tuple[str, ...]:
-        # None reads every type: the handlers, and so the types, are unknown here.
-        return None  # type: ignore[return-value]
-
-
-def _stand_in(record: ProcessorRecord) -> Processor:
-    attributes = {"name": record.name, "partitions": record.partitions, "kind": _Recorded.kind}
-    made: Processor = type(f"Recorded[{record.name}]", (_Recorded,), attributes)()
-    return made
-
-
 def _processor(state: ServerState, record: ProcessorRecord) -> Processor:
-    for processor in state.processors:
-        if processor.name == record.name:
-            return processor
-    return _stand_in(record)
+    return admin.described(record, state.processors)  # without KRONIKA_APP: from its record
 
 
 async def processor_of(state: ServerState, name: str) -> Processor:
@@ -66,12 +45,8 @@ async def _record(state: ServerState, name: str) -> ProcessorRecord:
 
 async def processor_statuses(state: ServerState) -> list[dict[str, Any]]:
     """Every processor that has run, with state and lag."""
-    records = await processing_of(state.store).processors()
-    return [
-        admin.status_dict(await admin.status(state.store, _processor(state, record)))
-        for record in sorted(records, key=lambda r: r.name)
-        if generation_of(record.name)[1] == 1  # other generations show under /v1/replays
-    ]
+    found = await admin.statuses(state.store, state.processors)  # generations: /v1/replays
+    return [admin.status_dict(s) for s in found]
 
 
 async def list_processors(request: Request, principal: Principal) -> Response:
@@ -108,6 +83,13 @@ async def failed(request: Request, principal: Principal) -> Response:
     state, name = state_of(request), request.path_params["name"]
     await _record(state, name)
     failures = await admin.failed_keys(state.store, name)
+    return JSONResponse({"failed": [admin.failure_dict(f) for f in failures]})
+
+
+async def all_failed(request: Request, principal: Principal) -> Response:
+    """Parked and quarantined keys of every processor and replay generation, oldest first
+    (of one processor's live generation with ``?processor=``)."""
+    failures = await admin.failed_keys(state_of(request).store, query_str(request, "processor"))
     return JSONResponse({"failed": [admin.failure_dict(f) for f in failures]})
 
 
@@ -178,6 +160,14 @@ ENDPOINTS = [
         handler=failed,
         permission=Permission.READ,
         summary="Parked and quarantined keys.",
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/failed",
+        handler=all_failed,
+        permission=Permission.READ,
+        summary="Parked and quarantined keys of every processor.",
+        query=(Param("processor", {"type": "string"}, "Only this processor's keys."),),
     ),
     Endpoint(
         method="GET",

@@ -26,10 +26,10 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Scope
 
 from kronika.domain import names
-from kronika.errors import Forbidden, RateLimited, Unauthorized
+from kronika.errors import RateLimited, Unauthorized
 from kronika.observability import metrics
 from kronika.server.clientip import client_ip
-from kronika.server.principal import Permission, Principal, authorize
+from kronika.server.principal import Permission, Principal, authorize, lacking
 from kronika.server.state import state_of
 from kronika.server.wire import query_list
 
@@ -48,6 +48,8 @@ class Access(enum.Enum):
     """The stream named in the path (category-limited callers)."""
     CATEGORIES = "categories"
     """The ``categories`` query filter of a global read."""
+    CATEGORY = "category"
+    """The ``category`` query filter of a stream listing."""
     BODY = "body"
     """Streams named in the body: the handler authorizes each (multi-stream append)."""
 
@@ -101,9 +103,12 @@ async def guard(request: Request, endpoint: Endpoint) -> Principal:
         authorize(principal, endpoint.permission, stream=stream)
     elif endpoint.access is Access.BODY:
         if not principal.may(endpoint.permission):
-            raise Forbidden(f"{principal.name} lacks the {endpoint.permission.value!r} permission")
+            raise lacking(principal, endpoint.permission)
     elif endpoint.access is Access.CATEGORIES:
         authorize(principal, endpoint.permission, categories=query_list(request, "categories"))
+    elif endpoint.access is Access.CATEGORY:
+        category = request.query_params.get("category")
+        authorize(principal, endpoint.permission, categories=[category] if category else None)
     else:
         authorize(principal, endpoint.permission)
     return principal

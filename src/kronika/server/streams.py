@@ -30,15 +30,21 @@ from kronika.server.wire import (
     query_bool,
     query_int,
     query_list,
+    query_str,
     snapshot_json,
     stream_info_json,
 )
+from kronika.store.listing import PAGE_LIMIT
 
-__all__ = ["ENDPOINTS"]
+__all__ = ["DEFAULT_LIST_LIMIT", "ENDPOINTS"]
+
+DEFAULT_LIST_LIMIT = 100
+"""Streams in a page of ``GET /v1/streams`` when the caller gives no ``limit``."""
 
 _INT = {"type": "integer", "minimum": 0}
 _POSITIVE = {"type": "integer", "minimum": 1}
 _LIST = {"type": "string"}
+_TEXT = {"type": "string", "minLength": 1}
 _BOOL = {"type": "boolean"}
 
 
@@ -139,6 +145,21 @@ async def append_multi(request: Request, principal: Principal) -> Response:
     )
 
 
+async def list_streams(request: Request, principal: Principal) -> Response:
+    """Streams in name order, a page at a time (``next``: the cursor of the next page)."""
+    limit = query_int(request, "limit", minimum=1) or DEFAULT_LIST_LIMIT
+    if limit > PAGE_LIMIT:
+        raise ValidationError(f"must be at most {PAGE_LIMIT}, got {limit}", "limit")
+    found = await state_of(request).store.list_streams(
+        after=query_str(request, "after"),
+        prefix=query_str(request, "prefix"),
+        category=query_str(request, "category"),
+        limit=limit,
+    )
+    cursor = found[-1].stream if len(found) == limit else None
+    return JSONResponse({"streams": [stream_info_json(i) for i in found], "next": cursor})
+
+
 def _filters(request: Request) -> dict[str, tuple[str, ...] | None]:
     """The types/categories/tags filters of a global read, each checked like a tag."""
     return {
@@ -214,6 +235,20 @@ _FILTERS = (
 )
 
 ENDPOINTS = [
+    Endpoint(
+        method="GET",
+        path="/v1/streams",
+        handler=list_streams,
+        permission=Permission.READ,
+        access=Access.CATEGORY,
+        summary="List streams in name order, a page at a time.",
+        query=(
+            Param("prefix", _TEXT, "Only streams whose name starts with this."),
+            Param("category", _TEXT, "Only streams of this category (name before '-')."),
+            Param("after", _TEXT, "The cursor: only names after this one (the last `next`)."),
+            Param("limit", {**_POSITIVE, "maximum": PAGE_LIMIT}, "Page size (default 100)."),
+        ),
+    ),
     Endpoint(
         method="POST",
         path="/v1/append",

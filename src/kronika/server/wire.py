@@ -36,6 +36,7 @@ from kronika.errors import ValidationError
 __all__ = [
     "AppendBody",
     "ConditionBody",
+    "CreateKeyBody",
     "FailedKeyBody",
     "JSONResponse",
     "MaintenanceBody",
@@ -49,6 +50,7 @@ __all__ = [
     "query_bool",
     "query_int",
     "query_list",
+    "query_str",
     "snapshot_json",
     "stream_info_json",
 ]
@@ -197,8 +199,17 @@ class SnapshotBody(_Body):
 class FailedKeyBody(_Body):
     """POST /v1/processors/{name}/failed/retry and /skip."""
 
-    partition: int = Field(ge=0)
+    partition: int | None = Field(None, ge=0, description="Echoed back; the key decides.")
     key: str = Field(min_length=1)
+
+
+class CreateKeyBody(_Body):
+    """POST /v1/keys."""
+
+    roles: list[str] = Field(min_length=1)
+    categories: list[str] | None = None
+    name: str = ""
+    expires_in: int | None = Field(None, ge=1, description="Lifetime in seconds.")
 
 
 class MaintenanceBody(_Body):
@@ -266,6 +277,12 @@ def query_bool(request: Request, name: str) -> bool:
     if value in {"false", "0", "no", ""}:
         return False
     raise ValidationError(f"must be true or false, got {value!r}", name)
+
+
+def query_str(request: Request, name: str) -> str | None:
+    """An optional text query parameter; absent or empty means ``None``."""
+    value = request.query_params.get(name)
+    return value or None
 
 
 def query_list(request: Request, name: str) -> list[str] | None:

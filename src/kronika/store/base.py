@@ -44,6 +44,7 @@ from kronika.errors import (
     ValidationError,
 )
 from kronika.observability import metrics, tracing
+from kronika.store.listing import StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus, status_of
 
 __all__ = [
@@ -89,6 +90,8 @@ class EncodedEvent:
     tags: tuple[str, ...]
     correlation_id: str | None
     source: NewEvent
+    metadata_object: dict[str, Any]
+    """The stamped metadata that ``metadata`` serialises (for the content digest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,7 @@ def _encode_event(event: NewEvent, field: str) -> EncodedEvent:
         tags=tuple(event.tags),
         correlation_id=None if correlation is None else str(correlation),
         source=event,
+        metadata_object=metadata,
     )
 
 
@@ -499,6 +503,23 @@ class StoreBase(abc.ABC):
         self._check_open()
         return await self._stream_info(stream)
 
+    async def list_streams(
+        self,
+        *,
+        after: str | None = None,
+        prefix: str | None = None,
+        category: str | None = None,
+        limit: int | None = None,
+    ) -> list[StreamInfo]:
+        """Streams in name order after ``after``, optionally by ``prefix`` and ``category``."""
+        selection = StreamSelection.checked(
+            after=after, prefix=prefix, category=category, limit=limit
+        )
+        self._check_open()
+        if selection.low >= selection.high:  # e.g. prefix "a" and category "b"
+            return []
+        return await self._list_streams(selection)
+
     async def subscribe(
         self,
         *,
@@ -559,6 +580,9 @@ class StoreBase(abc.ABC):
 
     @abc.abstractmethod
     async def _stream_info(self, stream: str) -> StreamInfo: ...
+
+    @abc.abstractmethod
+    async def _list_streams(self, selection: StreamSelection) -> list[StreamInfo]: ...
 
     @abc.abstractmethod
     async def _delete_stream(self, stream: str, *, hard: bool) -> None: ...

@@ -129,6 +129,22 @@ class EventStore(Protocol):
         """Version, state and metadata of a stream; ``StreamNotFound`` if it never existed."""
         ...
 
+    async def list_streams(
+        self,
+        *,
+        after: str | None = None,
+        prefix: str | None = None,
+        category: str | None = None,
+        limit: int | None = None,
+    ) -> list[StreamInfo]:
+        """Streams in name order, deleted and tombstoned ones included (see their state).
+
+        ``after`` is an exclusive cursor (the last name of the previous page); ``prefix``
+        keeps names starting with it; ``category`` keeps streams of that category (the name
+        before its first ``-``); ``limit`` caps how many come back (``None``: all).
+        """
+        ...
+
     async def delete_stream(self, stream: str, *, hard: bool = False) -> None:
         """Soft-delete (may be recreated) or hard-delete (tombstone) a stream."""
         ...

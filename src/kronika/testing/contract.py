@@ -570,6 +570,46 @@ class EventStoreContract:
         result = await store.append("s-1", [ev()], expected_version=NO_STREAM)
         assert result.next_expected_version == 0
 
+    # -- listing streams ----------------------------------------------------------------
+
+    async def test_list_streams_in_name_order_with_their_state(self, store: EventStore) -> None:
+        for name in ("b-1", "a-2", "a-1", "c"):
+            await store.append(name, [ev(), ev()])
+        await store.delete_stream("b-1")
+        await store.delete_stream("gone-1", hard=True)
+        await store.set_stream_metadata("quiet-1", metadata={"owner": "ops"})
+        found = await store.list_streams()
+        assert [i.stream for i in found] == ["a-1", "a-2", "b-1", "c", "gone-1", "quiet-1"]
+        by_name = {i.stream: i for i in found}
+        assert (by_name["a-1"].version, by_name["a-1"].state) == (1, StreamState.ACTIVE)
+        assert by_name["b-1"].state is StreamState.DELETED
+        assert by_name["gone-1"].state is StreamState.TOMBSTONED
+        assert (by_name["quiet-1"].version, by_name["quiet-1"].metadata) == (None, {"owner": "ops"})
+        assert by_name["c"] == await store.stream_info("c")
+
+    async def test_list_streams_pages_with_a_cursor_and_filters(self, store: EventStore) -> None:
+        names = ["order", "order x", "order-1", "order-10", "order-2", "order/3", "orders-1"]
+        names += ["payment-1", "zz\U0001f600-1", "\u00e9t\u00e9-1"]
+        for name in reversed(names):
+            await store.append(name, [ev()])
+        pages: list[list[str]] = []
+        after: str | None = None
+        while not pages or len(pages[-1]) == 3:
+            page = await store.list_streams(after=after, limit=3)
+            pages.append([i.stream for i in page])
+            after = page[-1].stream if page else None
+        assert [name for page in pages for name in page] == sorted(names)
+
+        async def listed(**filters: Any) -> list[str]:
+            return [i.stream for i in await store.list_streams(**filters)]
+
+        assert await listed(category="order") == ["order", "order-1", "order-10", "order-2"]
+        assert await listed(prefix="order-") == ["order-1", "order-10", "order-2"]
+        assert await listed(prefix="order", category="orders") == ["orders-1"]
+        assert await listed(category="order", after="order-1", limit=2) == ["order-10", "order-2"]
+        assert await listed(prefix="p", category="order") == []
+        assert await listed(prefix="\u00e9") == ["\u00e9t\u00e9-1"]
+
     # -- namespaces -------------------------------------------------------------------
 
     async def test_namespaces_are_isolated(
@@ -585,10 +625,12 @@ class EventStoreContract:
             result = await other.append("s-1", [shared], expected_version=NO_STREAM)
             assert result.next_expected_version == 0
             assert [e.type for e in await other.read_all()] == ["Shared"]
+            assert [i.stream for i in await other.list_streams()] == ["s-1"]
             with pytest.raises(StreamNotFound):
                 await other.delete_stream("missing-in-b")
         assert len(await store.read_all()) == 2
         assert len(await store.read_stream("s-1")) == 2
+        assert [i.version for i in await store.list_streams()] == [1]
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -664,6 +706,8 @@ class EventStoreContract:
             (lambda s: s.set_stream_metadata("s-1", max_age=-5), "max_age"),
             (lambda s: s.set_stream_metadata("s-1", max_count=0), "max_count"),
             (lambda s: s.set_stream_metadata("s-1", metadata=[1]), "metadata"),
+            (lambda s: s.list_streams(category="order-1"), "category"),
+            (lambda s: s.list_streams(after="", limit=0), "after"),
         ],
     )
     async def test_bad_input_is_rejected_naming_the_field(

@@ -21,6 +21,7 @@ __all__ = [
     "BOOTSTRAP_NAME",
     "create_key",
     "ensure_bootstrap_key",
+    "key_dict",
     "keys_of",
     "parse_duration",
     "parse_roles",
@@ -33,6 +34,32 @@ BOOTSTRAP_NAME = "bootstrap-admin"
 _DURATION = re.compile(r"^\s*(?P<amount>\d+)\s*(?P<unit>[smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_NAME_LENGTH = 200
+
+
+def key_dict(record: ApiKeyRecord, now: datetime) -> dict[str, Any]:
+    """A key as JSON-ready values: everything stored except the secret's hash (the CLI's
+    ``--json`` and the HTTP API); ``status`` is ``active``, ``expired`` or ``revoked``."""
+
+    def stamp(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": record.id,
+        "name": record.name,
+        "roles": list(record.roles),
+        "categories": None if record.categories is None else list(record.categories),
+        "status": _status(record, now),
+        "created_at": stamp(record.created_at),
+        "expires_at": stamp(record.expires_at),
+        "revoked_at": stamp(record.revoked_at),
+        "last_used_at": stamp(record.last_used_at),
+    }
+
+
+def _status(record: ApiKeyRecord, now: datetime) -> str:
+    if record.revoked_at is not None:
+        return "revoked"
+    return "expired" if record.expired(now) else "active"
 
 
 def keys_of(store: Any) -> KeyStore:

@@ -31,6 +31,7 @@ from kronika.store.http.config import HttpConfig
 from kronika.store.http.live import LiveFeed
 from kronika.store.http.problems import error_from_response
 from kronika.store.http.transport import Transport, stream_path
+from kronika.store.listing import PAGE_LIMIT, StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus
 
 __all__ = ["HttpEventStore"]
@@ -187,6 +188,20 @@ class HttpEventStore(StoreBase):
     async def _stream_info(self, stream: str) -> StreamInfo:
         body = await self._http.json("GET", stream_path(stream, "/info"), stream=stream)
         return wire.stream_info_from_json(body)
+
+    async def _list_streams(self, selection: StreamSelection) -> list[StreamInfo]:
+        found: list[StreamInfo] = []
+        after = selection.after
+        while selection.limit is None or len(found) < selection.limit:
+            want = PAGE_LIMIT if selection.limit is None else selection.limit - len(found)
+            params = wire.list_params(selection, after, min(want, PAGE_LIMIT))
+            body = await self._http.json("GET", "/v1/streams", params=params)
+            page = [wire.stream_info_from_json(item) for item in body.get("streams", [])]
+            found += page
+            after = body.get("next")
+            if not page or after is None:
+                break
+        return found
 
     async def subscribe(
         self,

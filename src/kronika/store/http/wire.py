@@ -30,6 +30,7 @@ from kronika.domain.events import (
 )
 from kronika.errors import KronikaError
 from kronika.store.base import EncodedEvent, GlobalFilter, PreparedAppend
+from kronika.store.listing import StreamSelection
 
 __all__ = [
     "append_body",
@@ -39,6 +40,7 @@ __all__ = [
     "events_from_json",
     "expected_to_json",
     "filter_params",
+    "list_params",
     "multi_result",
     "snapshot_from_json",
     "stream_info_from_json",
@@ -52,6 +54,14 @@ def filter_params(filters: GlobalFilter) -> dict[str, list[str]]:
         for name in ("types", "categories", "tags")
         if (values := getattr(filters, name)) is not None
     }
+
+
+def list_params(selection: StreamSelection, after: str | None, limit: int) -> dict[str, str | int]:
+    """The query of one page of ``GET /v1/streams``: the filters that are set, the cursor."""
+    params: dict[str, str | int] = {"limit": limit}
+    filters = {"after": after, "prefix": selection.prefix, "category": selection.category}
+    params.update({name: value for name, value in filters.items() if value is not None})
+    return params
 
 
 def expected_to_json(expected: ExpectedVersionLike) -> int | str:

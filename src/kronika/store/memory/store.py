@@ -33,8 +33,12 @@ from kronika.store.base import (
     decode_json,
     resolve_multi_retry,
 )
+from kronika.store.integrity import Checkpoint, append_digests, chain
+from kronika.store.listing import StreamSelection
+from kronika.store.memory.integrity import MemoryChains, before_purge
 from kronika.store.memory.keys import MemoryKeys
 from kronika.store.memory.processing import MemoryProcessing
+from kronika.store.memory.retention import MemoryRetention
 from kronika.store.options import parse_options
 
 __all__ = ["OPTIONS", "MemoryEventStore"]
@@ -55,6 +59,10 @@ class _Stream:
     max_count: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     events: list[RecordedEvent] = field(default_factory=list)
+    hash: bytes | None = None
+    """The chain's head: the hash of the last event appended."""
+    anchor: bytes | None = None
+    """The chain hash just before the first stored event (set by purges)."""
 
 
 @dataclass
@@ -67,12 +75,20 @@ class _Log:
     ids: dict[tuple[str, UUID], int] = field(default_factory=dict)
     last_position: int = 0
     snapshots: dict[tuple[str, str], Snapshot] = field(default_factory=dict)
+    snapshot_times: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    """When each snapshot was written (retention deletes old ones)."""
     processing: dict[str, MemoryProcessing] = field(default_factory=dict)
     """Runtime state per namespace."""
     keys: dict[str, MemoryKeys] = field(default_factory=dict)
     """API keys per namespace."""
     notifier: Notifier = field(default_factory=Notifier)
     """Wakes the subscriptions of every store object on this log."""
+    hashes: dict[int, bytes] = field(default_factory=dict)
+    """position -> chain hash (see kronika.store.integrity)"""
+    checkpoints: dict[str, dict[int, Checkpoint]] = field(default_factory=dict)
+    """The global chain's checkpoints per namespace, by position."""
+    purges: dict[str, int] = field(default_factory=dict)
+    """Purges (truncations, deletions) per namespace."""
 
 
 _LOGS: dict[str, _Log] = {}
@@ -108,6 +124,16 @@ class MemoryEventStore(StoreBase):
     def keys(self) -> MemoryKeys:
         """The API keys of this store's namespace."""
         return self._log.keys.setdefault(self.namespace, MemoryKeys())
+
+    @property
+    def chains(self) -> MemoryChains:
+        """Raw access to this namespace's hash chains, for ``kronika verify``."""
+        return MemoryChains(self._log, self.namespace)
+
+    @property
+    def retention(self) -> MemoryRetention:
+        """Retention's queries on this store's namespace."""
+        return MemoryRetention(self._log, self.namespace)
 
     async def _open(self) -> None:
         pass
@@ -191,7 +217,8 @@ class MemoryEventStore(StoreBase):
             stream.state = StreamState.ACTIVE
         now = datetime.now(UTC)
         version = -1 if stream.version is None else stream.version
-        for event in append.events:
+        hashes = chain(stream.hash, append_digests(append))
+        for event, hash_ in zip(append.events, hashes, strict=True):
             version += 1
             self._log.last_position += 1
             recorded = RecordedEvent(
@@ -207,18 +234,21 @@ class MemoryEventStore(StoreBase):
             )
             self._log.events[recorded.position] = (self.namespace, recorded)
             self._log.ids[(self.namespace, event.id)] = recorded.position
+            self._log.hashes[recorded.position] = hash_
             stream.events.append(recorded)
-        stream.version = version
+        stream.version, stream.hash = version, hashes[-1]
         return AppendResult(version, self._log.last_position)
 
     def _forget(self, stream: _Stream, before_version: int) -> None:
         if before_version < 0:
             return
+        before_purge(self._log, self.namespace, stream, before_version)
         keep: list[RecordedEvent] = []
         for event in stream.events:
             if event.version < before_version:
                 del self._log.events[event.position]
                 del self._log.ids[(self.namespace, event.id)]
+                self._log.hashes.pop(event.position, None)
             else:
                 keep.append(event)
         stream.events = keep
@@ -233,6 +263,7 @@ class MemoryEventStore(StoreBase):
         check_stream_expectation(stream, ANY, found.version, found.state)
         self._forget(found, -1 if found.version is None else found.version + 1)
         self._log.snapshots.pop((self.namespace, stream), None)
+        self._log.snapshot_times.pop((self.namespace, stream), None)
         found.state = StreamState.TOMBSTONED if hard else StreamState.DELETED
 
     async def _truncate_stream(self, stream: str, before_version: int) -> None:
@@ -256,6 +287,7 @@ class MemoryEventStore(StoreBase):
         self._log.snapshots[(self.namespace, stream)] = Snapshot(
             stream=stream, version=version, schema_version=schema_version, state=decode_json(state)
         )
+        self._log.snapshot_times[(self.namespace, stream)] = datetime.now(UTC)
 
     async def _read_snapshot(self, stream: str) -> Snapshot | None:
         return self._log.snapshots.get((self.namespace, stream))
@@ -307,6 +339,17 @@ class MemoryEventStore(StoreBase):
         if found is None:
             raise StreamNotFound(stream)
         return self._info(stream, found)
+
+    async def _list_streams(self, selection: StreamSelection) -> list[StreamInfo]:
+        found = sorted(
+            (
+                (name, stream)
+                for (namespace, name), stream in self._log.streams.items()
+                if namespace == self.namespace and selection.matches(name)
+            ),
+            key=lambda item: item[0],
+        )
+        return [self._info(name, stream) for name, stream in found[: selection.limit]]
 
     @staticmethod
     def _info(name: str, stream: _Stream) -> StreamInfo:

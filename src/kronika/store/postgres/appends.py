@@ -38,8 +38,10 @@ from kronika.domain.events import (
 )
 from kronika.errors import ConditionFailed, ConflictError, KronikaError
 from kronika.store.base import PreparedAppend, check_stream_expectation, resolve_multi_retry
+from kronika.store.integrity import append_digests
 from kronika.store.postgres.arrays import (
     BigintArray,
+    ByteaArray,
     IntArray,
     JsonbArray,
     PgArray,
@@ -112,7 +114,11 @@ def append_params(
     condition: AppendCondition | None,
     scope: str,
 ) -> dict[str, Any]:
-    """The parameters of the ``append`` query (``lookup`` is set by the caller)."""
+    """The parameters of the ``append`` query (``lookup`` is set by the caller).
+
+    Each event's content digest is computed here, on the caller's event loop before its
+    first ``await``: ``kronika_append`` chains them (see kronika.store.integrity).
+    """
     keys, exclusive = _locks(appends, condition, scope)
     events = appends[0].events if len(appends) == 1 else [e for a in appends for e in a.events]
     tags = [_tags_literal(e.tags) for e in events] if any(e.tags for e in events) else None
@@ -129,6 +135,7 @@ def append_params(
         "metadata": JsonbArray.of([e.metadata for e in events]),
         "tags": None if tags is None else TextArray.of(tags),
         "correlations": TextArray.of([e.correlation_id for e in events]),
+        "digests": ByteaArray.of([d for a in appends for d in append_digests(a)]),
         "condition": _condition(condition),
         "lookup": False,
     }

@@ -22,6 +22,7 @@ from psycopg.pq import Format
 
 __all__ = [
     "BigintArray",
+    "ByteaArray",
     "IntArray",
     "JsonbArray",
     "PgArray",
@@ -117,6 +118,18 @@ class JsonbArray(PgArray):
         return cls(_array(cls.element_oid, [b"\x01" + v for v in values]))
 
 
+class ByteaArray(PgArray):
+    """``bytea[]`` (hash digests)."""
+
+    __slots__ = ()
+    element_oid = postgres.types["bytea"].oid
+
+    @classmethod
+    def of(cls, values: list[bytes]) -> ByteaArray:
+        """The array of ``values``."""
+        return cls(_array(cls.element_oid, list(values)))
+
+
 class IntArray(PgArray):
     """``integer[]``."""
 
@@ -171,5 +184,5 @@ def _dumper_for(array: type[PgArray]) -> type[Dumper]:
 
 def register_array_dumpers(adapters: AdaptersMap) -> None:
     """Let ``adapters`` send every :class:`PgArray` kind as a binary parameter."""
-    for array in (UuidArray, TextArray, JsonbArray, IntArray, BigintArray):
+    for array in (UuidArray, TextArray, JsonbArray, ByteaArray, IntArray, BigintArray):
         adapters.register_dumper(array, _dumper_for(array))

@@ -47,11 +47,13 @@ class Queries:
     stream_row: bytes
     stream_tail: bytes
     enable_purge: bytes
+    count_purge: bytes
     purge_events: bytes
     insert_tombstone: bytes
     mark_removed: bytes
     set_stream_metadata: bytes
     stream_info: bytes
+    list_streams: bytes
     read_stream_forward: bytes
     read_stream_backward: bytes
     read_all: bytes
@@ -65,6 +67,9 @@ class Queries:
     save_snapshot: bytes
     read_snapshot: bytes
     delete_snapshot: bytes
+    limited_streams: bytes
+    count_snapshots: bytes
+    delete_snapshots: bytes
     begin: bytes
     commit: bytes
     rollback: bytes
@@ -96,6 +101,14 @@ class Queries:
     select_api_keys: bytes
     revoke_api_key: bytes
     touch_api_key: bytes
+    chain_scan_limit: bytes
+    chain_scan: bytes
+    chain_priors: bytes
+    chain_tails: bytes
+    chain_checkpoints: bytes
+    last_chain_checkpoint: bytes
+    chain_purge_count: bytes
+    record_chain_checkpoint: bytes
 
 
 @functools.cache

@@ -69,7 +69,7 @@ SELECT pg_notify(%(channel)s, '')
 -- One round trip per append; see kronika_append in schema.sql.
 SELECT o_versions, o_positions, o_stored FROM {schema}.kronika_append(
     %(namespace)s, %(streams)b, %(expected)b, %(counts)b, %(keys)b, %(exclusive)b,
-    %(ids)b, %(types)b, %(data)b, %(metadata)b, %(tags)b, %(correlations)b,
+    %(ids)b, %(types)b, %(data)b, %(metadata)b, %(tags)b, %(correlations)b, %(digests)b,
     %(condition)s, %(lookup)s
 )
 
@@ -103,12 +103,31 @@ WHERE s.namespace = %(namespace)s AND s.stream = %(stream)s
 -- The documented privileged path: lets this transaction (only) delete events.
 SELECT set_config('kronika.purge', 'on', true)
 
+-- name: count_purge
+-- The purge path's first step: count a purge of the namespace, locking its counter row
+-- until the transaction ends (a verifier recording a checkpoint locks it too; see
+-- record_chain_checkpoint), so purge_events then sees every checkpoint recorded before.
+INSERT INTO {schema}.chain_purges AS p (namespace, purges)
+VALUES (%(namespace)s, 1)
+ON CONFLICT (namespace) DO UPDATE SET purges = p.purges + 1, purged_at = now()
+
 -- name: purge_events
--- Physically remove a stream's events below a version, with their tag rows.
-WITH gone AS (
+-- Physically remove a stream's events below a version, with their tag rows. Before they
+-- go, the chain hash of the last one becomes the stream's anchor (unless it is gone
+-- already), and the global chain's checkpoints from the lowest removed position go too.
+WITH anchored AS (
+    UPDATE {schema}.streams s SET anchor = e.hash
+    FROM {schema}.events e
+    WHERE s.namespace = %(namespace)s AND s.stream = %(stream)s
+      AND e.namespace = s.namespace AND e.stream = s.stream
+      AND e.version = least(%(before)s::bigint, s.version + 1) - 1
+), gone AS (
     DELETE FROM {schema}.events
     WHERE namespace = %(namespace)s AND stream = %(stream)s AND version < %(before)s
     RETURNING position, tags
+), stale AS (
+    DELETE FROM {schema}.chain_checkpoints c
+    WHERE c.namespace = %(namespace)s AND c.position >= (SELECT min(position) FROM gone)
 )
 DELETE FROM {schema}.event_tags t
 USING gone CROSS JOIN LATERAL unnest(gone.tags) AS g(tag)
@@ -142,6 +161,17 @@ RETURNING version, state, truncated_before, max_age, max_count, metadata
 SELECT version, state, truncated_before, max_age, max_count, metadata
 FROM {schema}.streams
 WHERE namespace = %(namespace)s AND stream = %(stream)s
+
+-- name: list_streams
+-- Streams in name order after a cursor, within [low, high), optionally of one category
+-- (see kronika.store.listing). A range scan of the primary key: names compare byte-wise.
+SELECT stream, version, state, truncated_before, max_age, max_count, metadata
+FROM {schema}.streams
+WHERE namespace = %(namespace)s AND stream > %(after)s
+  AND stream >= %(low)s AND stream < %(high)s
+  AND (%(category)s::text IS NULL OR split_part(stream, '-', 1) = %(category)s::text)
+ORDER BY stream
+LIMIT %(limit)s
 
 -- name: read_stream_forward
 -- The stream's state, then its visible events from a version (one NULL row if none).
@@ -544,3 +574,122 @@ RETURNING id, name, secret_hash, roles, categories, created_at, expires_at, revo
 UPDATE {schema}.api_keys SET last_used_at = %(at)s
 WHERE namespace = %(namespace)s AND id = %(id)s
   AND (last_used_at IS NULL OR last_used_at < %(stale_before)s)
+
+-- ---------------------------------------------------------------------------------------
+-- Retention (kronika.store.retention). Retention changes events only through the truncate
+-- path above; these find streams with limits and delete snapshots. recorded_before NULL
+-- makes no snapshot old.
+
+-- name: limited_streams
+-- Active streams with a max_age or max_count, in name order after a cursor (one page).
+SELECT stream, version, state, truncated_before, max_age, max_count, metadata
+FROM {schema}.streams
+WHERE namespace = %(namespace)s AND stream > %(after)s AND state = 'active'
+  AND (max_age IS NOT NULL OR max_count IS NOT NULL)
+ORDER BY stream
+LIMIT %(limit)s
+
+-- name: count_snapshots
+-- Snapshots of streams that are not active (orphaned), or written before a time.
+SELECT count(*)
+FROM {schema}.snapshots n
+WHERE n.namespace = %(namespace)s
+  AND ((%(orphaned)s::boolean AND NOT EXISTS (
+            SELECT 1 FROM {schema}.streams s
+            WHERE s.namespace = n.namespace AND s.stream = n.stream AND s.state = 'active'))
+       OR n.recorded_at < %(recorded_before)s::timestamptz)
+
+-- name: delete_snapshots
+-- Delete at most limit of the snapshots count_snapshots counts (rows another transaction
+-- is writing are left for the next batch).
+WITH doomed AS (
+    SELECT n.namespace, n.stream
+    FROM {schema}.snapshots n
+    WHERE n.namespace = %(namespace)s
+      AND ((%(orphaned)s::boolean AND NOT EXISTS (
+                SELECT 1 FROM {schema}.streams s
+                WHERE s.namespace = n.namespace AND s.stream = n.stream AND s.state = 'active'))
+           OR n.recorded_at < %(recorded_before)s::timestamptz)
+    ORDER BY n.stream
+    LIMIT %(limit)s
+    FOR UPDATE OF n SKIP LOCKED
+)
+DELETE FROM {schema}.snapshots d
+USING doomed
+WHERE d.namespace = doomed.namespace AND d.stream = doomed.stream
+
+-- ---------------------------------------------------------------------------------------
+-- Hash chains (kronika.store.integrity, kronika verify). Raw reads of what is stored: no
+-- stream limits, no states; scans stop below the visibility horizon.
+
+-- name: chain_scan_limit
+-- The newest position a scan may read: below the horizon (0 when nothing is readable).
+SELECT coalesce(max(position), 0) FROM {schema}.events
+WHERE namespace = %(namespace)s AND position < {schema}.kronika_horizon()
+
+-- name: chain_scan
+-- Events after a position up to a bound, in position order: the content as the JSON text of
+-- [stream, id, type, data, metadata, tags] (one value to parse per event), and the hash.
+SELECT e.position, e.stream, e.version,
+       jsonb_build_array(e.stream, e.id, e.type, e.data, e.metadata, e.tags)::text, e.hash
+FROM {schema}.events e
+WHERE e.namespace = %(namespace)s AND e.position > %(after)s AND e.position <= %(upto)s
+ORDER BY e.position
+LIMIT %(limit)s
+
+-- name: chain_priors
+-- For each (stream, version): whether the stream has a row, its truncation mark and
+-- anchor, and the position and hash of the event one version lower.
+SELECT w.stream, s.stream IS NOT NULL, coalesce(s.truncated_before, 0), s.anchor,
+       e.position, e.hash
+FROM unnest(%(streams)s::text[], %(versions)s::bigint[]) AS w(stream, version)
+LEFT JOIN {schema}.streams s ON s.namespace = %(namespace)s AND s.stream = w.stream
+LEFT JOIN {schema}.events e
+    ON e.namespace = %(namespace)s AND e.stream = w.stream AND e.version = w.version - 1
+
+-- name: chain_tails
+-- Stream rows after a name, in name order, each with its newest stored event.
+SELECT s.stream, s.version, s.state, s.truncated_before, s.hash, e.version, e.hash, e.position
+FROM {schema}.streams s
+LEFT JOIN LATERAL (
+    SELECT m.version, m.hash, m.position FROM {schema}.events m
+    WHERE m.namespace = s.namespace AND m.stream = s.stream
+    ORDER BY m.version DESC
+    LIMIT 1
+) e ON true
+WHERE s.namespace = %(namespace)s AND s.stream > %(after)s
+ORDER BY s.stream
+LIMIT %(limit)s
+
+-- name: chain_checkpoints
+-- The global chain's checkpoints after a position up to a bound, oldest first.
+SELECT position, events, hash, created_at FROM {schema}.chain_checkpoints
+WHERE namespace = %(namespace)s AND position > %(after)s AND position <= %(upto)s
+ORDER BY position
+
+-- name: last_chain_checkpoint
+SELECT position, events, hash, created_at FROM {schema}.chain_checkpoints
+WHERE namespace = %(namespace)s
+ORDER BY position DESC
+LIMIT 1
+
+-- name: chain_purge_count
+-- How many purges the namespace has had (0 if none).
+SELECT coalesce((SELECT purges FROM {schema}.chain_purges WHERE namespace = %(namespace)s), 0)
+
+-- name: record_chain_checkpoint
+-- Keep a checkpoint of the global chain unless the namespace's purge counter moved past
+-- the value the verifier started with (a purge may have removed events it covers), and
+-- return the counter. The upsert locks the counter row first (see count_purge).
+WITH counter AS (
+    INSERT INTO {schema}.chain_purges AS p (namespace, purges)
+    VALUES (%(namespace)s, 0)
+    ON CONFLICT (namespace) DO UPDATE SET purges = p.purges
+    RETURNING p.purges
+), saved AS (
+    INSERT INTO {schema}.chain_checkpoints (namespace, position, events, hash)
+    SELECT %(namespace)s, %(position)s, %(events)s, %(hash)s
+    FROM counter WHERE counter.purges = %(purges)s
+    ON CONFLICT (namespace, position) DO NOTHING
+)
+SELECT purges FROM counter

@@ -18,10 +18,13 @@ CREATE TABLE {schema}.streams (
     max_age double precision,                         -- seconds; enforced on stream reads
     max_count integer,                                -- newest N; enforced on stream reads
     metadata jsonb NOT NULL DEFAULT jsonb_build_object(),
+    hash bytea,                                       -- the chain's head (0005)
+    anchor bytea,                                     -- chain hash before the first stored event
     PRIMARY KEY (namespace, stream)
 );
 
--- Events: the log. position = (transaction id << 16) | index within the transaction.
+-- Events: the log. position = ((transaction id << 16) + kronika_position_offset())
+-- | index within the transaction.
 CREATE TABLE {schema}.events (
     position bigint NOT NULL,
     version bigint NOT NULL,
@@ -36,6 +39,7 @@ CREATE TABLE {schema}.events (
     tags text[] NOT NULL,
     data jsonb NOT NULL,
     metadata jsonb NOT NULL,
+    hash bytea,                                       -- chain hash (0005); NULL: stored before
     PRIMARY KEY (namespace, position)
 );
 CREATE UNIQUE INDEX events_id_key ON {schema}.events (namespace, id);
@@ -53,11 +57,22 @@ CREATE TABLE {schema}.event_tags (
     PRIMARY KEY (namespace, tag, position)
 );
 
+-- The global position offset: a multiple of 65,536 added to every position (and to the
+-- horizon). 0 unless a restore of positions from another cluster raised it (kronika
+-- restore re-creates this function), so that later appends sort after restored events.
+CREATE FUNCTION {schema}.kronika_position_offset() RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 0::bigint $$;
+
 -- The visibility horizon: every transaction with a lower id has finished, so a reader that
--- stops below it never skips an event that commits later. Inlined by the planner.
+-- stops below it never skips an event that commits later. Inlined by the planner. The
+-- position offset (migration 0005) is added to positions and to the horizon alike.
 CREATE FUNCTION {schema}.kronika_horizon() RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16 $$;
+AS $$
+    SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)
+           + {schema}.kronika_position_offset()
+$$;
 
 -- Events are immutable. Only the store's delete/truncate path may remove rows, by setting
 -- kronika.purge = 'on' for its own transaction (SET LOCAL / set_config(..., true)).
@@ -189,10 +204,11 @@ $$;
 --   p_keys      advisory lock keys in locking order: the streams' keys (sorted), then the
 --               type, tag and bulk keys (sorted); no two appends can deadlock on them
 --   p_exclusive the keys of p_keys to lock exclusively (the others are shared)
---   p_ids, p_types, p_data, p_metadata, p_tags, p_correlations
+--   p_ids, p_types, p_data, p_metadata, p_tags, p_correlations, p_digests
 --               per event, parts in order (p_counts says which belong to which part): its
 --               id, type, payload, metadata, tags (an array literal, NULL if none; p_tags
---               is NULL when no event has tags) and correlation id
+--               is NULL when no event has tags), correlation id and content digest (see
+--               kronika.store.integrity)
 --   p_condition object with types, tags and after (a position), or NULL
 --   p_lookup    look up stored ids first (a retry after a unique violation)
 --
@@ -203,11 +219,14 @@ $$;
 --
 -- A written part takes one statement: advancing its stream row checks its expectation, and
 -- its events are inserted only if that row moved. Only failures read rows to explain.
+-- Before it, the part's chain hashes are computed from its stream row's chain head (read
+-- under the stream's lock): each event's hash, and the row's new head.
 CREATE FUNCTION {schema}.kronika_append(
     p_namespace text, p_streams text[], p_expected bigint[], p_counts integer[],
     p_keys bigint[], p_exclusive bigint[],
     p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[],
-    p_tags text[], p_correlations text[], p_condition jsonb, p_lookup boolean,
+    p_tags text[], p_correlations text[], p_digests bytea[], p_condition jsonb,
+    p_lookup boolean,
     OUT o_versions bigint[], OUT o_positions bigint[], OUT o_stored uuid[]
 )
 LANGUAGE plpgsql
@@ -220,6 +239,8 @@ DECLARE
     v_base bigint;
     v_first integer := 1;
     v_last integer;
+    v_head bytea;
+    v_hashes bytea[];
 BEGIN
     IF p_lookup THEN
         o_stored := {schema}.kronika_stored(p_namespace, p_ids, v_base);
@@ -258,7 +279,8 @@ BEGIN
     IF cardinality(p_ids) > 0 THEN
         -- Taken after every lock wait: from here on this transaction holds back global
         -- readers until it ends.
-        v_base := pg_current_xact_id()::text::bigint << 16;
+        v_base := (pg_current_xact_id()::text::bigint << 16)
+                  + {schema}.kronika_position_offset();
     END IF;
 
     FOR i IN 1 .. v_parts LOOP
@@ -272,18 +294,26 @@ BEGIN
         ELSE
             v_last := v_first + p_counts[i] - 1;
             v_version := NULL;
+            SELECT s.hash INTO v_head FROM {schema}.streams s
+            WHERE s.namespace = p_namespace AND s.stream = p_streams[i];
+            v_head := coalesce(v_head, decode(repeat('00', 32), 'hex'));
+            FOR k IN 1 .. p_counts[i] LOOP  -- the chain: h = sha256(previous || digest)
+                v_head := sha256(v_head || p_digests[v_first + k - 1]);
+                v_hashes[k] := v_head;
+            END LOOP;
             IF p_expected[i] = -2 THEN  -- no stream: most likely a new one
                 WITH s AS (
-                    INSERT INTO {schema}.streams AS s (namespace, stream, version)
-                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1)
+                    INSERT INTO {schema}.streams AS s (namespace, stream, version, hash)
+                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1, v_hashes[p_counts[i]])
                     ON CONFLICT (namespace, stream) DO NOTHING
                     RETURNING s.version
                 ), written AS (
                     INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
-                                                 correlation_id, tags, data, metadata)
+                                                 correlation_id, tags, data, metadata, hash)
                     SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
                            p_namespace, p_streams[i], u.type, u.correlation,
-                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata
+                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata,
+                           v_hashes[u.k]
                     FROM s CROSS JOIN unnest(
                         p_ids[v_first:v_last], p_types[v_first:v_last],
                         p_data[v_first:v_last], p_metadata[v_first:v_last],
@@ -295,16 +325,18 @@ BEGIN
             IF v_version IS NULL THEN  -- an existing stream
                 WITH s AS (
                     UPDATE {schema}.streams AS s
-                    SET version = coalesce(s.version, -1) + p_counts[i], state = 'active'
+                    SET version = coalesce(s.version, -1) + p_counts[i], state = 'active',
+                        hash = v_hashes[p_counts[i]]
                     WHERE s.namespace = p_namespace AND s.stream = p_streams[i]
                       AND {schema}.kronika_expected(s.state, s.version, p_expected[i])
                     RETURNING s.version
                 ), written AS (
                     INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
-                                                 correlation_id, tags, data, metadata)
+                                                 correlation_id, tags, data, metadata, hash)
                     SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
                            p_namespace, p_streams[i], u.type, u.correlation,
-                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata
+                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata,
+                           v_hashes[u.k]
                     FROM s CROSS JOIN unnest(
                         p_ids[v_first:v_last], p_types[v_first:v_last],
                         p_data[v_first:v_last], p_metadata[v_first:v_last],
@@ -315,16 +347,17 @@ BEGIN
             END IF;
             IF v_version IS NULL AND p_expected[i] = -1 THEN  -- any: perhaps a new one
                 WITH s AS (
-                    INSERT INTO {schema}.streams AS s (namespace, stream, version)
-                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1)
+                    INSERT INTO {schema}.streams AS s (namespace, stream, version, hash)
+                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1, v_hashes[p_counts[i]])
                     ON CONFLICT (namespace, stream) DO NOTHING
                     RETURNING s.version
                 ), written AS (
                     INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
-                                                 correlation_id, tags, data, metadata)
+                                                 correlation_id, tags, data, metadata, hash)
                     SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
                            p_namespace, p_streams[i], u.type, u.correlation,
-                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata
+                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata,
+                           v_hashes[u.k]
                     FROM s CROSS JOIN unnest(
                         p_ids[v_first:v_last], p_types[v_first:v_last],
                         p_data[v_first:v_last], p_metadata[v_first:v_last],
@@ -468,3 +501,47 @@ CREATE TABLE {schema}.jobs (
 
 CREATE UNIQUE INDEX jobs_active ON {schema}.jobs (namespace, processor)
 WHERE state IN ('running', 'stopped');
+
+-- Hash chains (migration 0005, see kronika.store.integrity): events.hash, streams.hash and
+-- streams.anchor above, kronika_position_offset, and these tables.
+
+-- Recorded values of the global chain G = sha256(G || event hash), over a namespace's
+-- chained events in position order: the position of the last event covered, how many
+-- chained events it covers, and G. kronika verify records them; the purge path deletes
+-- those at or after the lowest position it removes.
+CREATE TABLE {schema}.chain_checkpoints (
+    namespace text COLLATE "C" NOT NULL,
+    position bigint NOT NULL,
+    events bigint NOT NULL,
+    hash bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, position)
+);
+
+-- How many purges (truncations, deletions) each namespace has had. The purge path bumps it
+-- before it deletes checkpoints; a verifier records a checkpoint only if it has not moved
+-- since it started reading (both lock this row, so neither misses the other).
+CREATE TABLE {schema}.chain_purges (
+    namespace text COLLATE "C" NOT NULL,
+    purges bigint NOT NULL,
+    purged_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace)
+);
+
+-- The backups catalog (migration 0006): one row per finished kronika backup of this schema.
+-- An archive holds every namespace, so the table describes the whole schema and has no
+-- namespace column. verified_at is NULL for an archive never read back.
+CREATE TABLE {schema}.backups (
+    id text COLLATE "C" PRIMARY KEY,
+    path text NOT NULL,                               -- the archive, when it was written
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    events bigint NOT NULL,
+    last_position bigint NOT NULL,                    -- the highest event position in it
+    bytes bigint NOT NULL,                            -- the archive's size
+    sha256 text NOT NULL,                             -- of the archive file
+    engine text NOT NULL,
+    verified_at timestamptz
+);
+
+CREATE INDEX backups_finished_idx ON {schema}.backups (finished_at);

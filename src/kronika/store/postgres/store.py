@@ -63,13 +63,17 @@ from kronika.domain.events import (
 )
 from kronika.errors import ConflictError, KronikaError, StreamDeleted, StreamNotFound, Unavailable
 from kronika.store.base import GlobalFilter, PreparedAppend, StoreBase, check_stream_expectation
+from kronika.store.listing import StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.postgres import appends as ap
+from kronika.store.postgres.archive import PostgresArchive
 from kronika.store.postgres.database import Connection, Database, RawJson
+from kronika.store.postgres.integrity import PostgresChains
 from kronika.store.postgres.keys import PostgresKeys
 from kronika.store.postgres.notifier import Announcer, Listener, channel_name
 from kronika.store.postgres.processing import PostgresProcessing
 from kronika.store.postgres.queries import queries_for
+from kronika.store.postgres.retention import PostgresRetention
 from kronika.store.postgres.rows import event_rows, stream_info_from, stream_read_rows
 from kronika.store.postgres.schema import apply_pending, check_usable, read_status
 from kronika.store.postgres.settings import parse_url
@@ -131,6 +135,10 @@ class PostgresEventStore(StoreBase):
         self._snapshots = PostgresSnapshots(self._db, self._queries, self.namespace)
         self._processing = PostgresProcessing(self._db, self._queries, self.namespace)
         self._keys = PostgresKeys(self._db, self._queries, self.namespace)
+        self._chains = PostgresChains(
+            self._db, self._queries, self.namespace, self._await_own_writes
+        )
+        self._retention = PostgresRetention(self._db, self._queries, self.namespace)
         self._stuck: tuple[int, float] | None = None
         self._written = 0
         """The highest position this store object has written."""
@@ -156,6 +164,23 @@ class PostgresEventStore(StoreBase):
     def keys(self) -> PostgresKeys:
         """The API keys of this store's namespace."""
         return self._keys
+
+    @property
+    def chains(self) -> PostgresChains:
+        """Raw access to this namespace's hash chains, for ``kronika verify``."""
+        return self._chains
+
+    @property
+    def archive(self) -> PostgresArchive:
+        """Backups of this store's schema: a consistent export, restores, the catalog.
+
+        Works whether or not the store is open (it uses connections of its own)."""
+        return PostgresArchive(self._db, self._queries, self.schema)
+
+    @property
+    def retention(self) -> PostgresRetention:
+        """Retention's queries on this store's namespace."""
+        return self._retention
 
     # -- lifecycle and schema -----------------------------------------------------------
 
@@ -269,7 +294,15 @@ class PostgresEventStore(StoreBase):
         return version, state
 
     async def _purge(self, conn: Connection, stream: str, before: int) -> None:
+        """The documented purge path: remove the stream's events below ``before``.
+
+        It counts the purge first (locking the namespace's counter), then keeps the chain
+        hash of the last removed event as the stream's anchor and deletes the global
+        chain's checkpoints from the lowest removed position (see kronika.store.integrity).
+        """
         await conn.execute(self._queries.enable_purge)
+        if before > 0:
+            await conn.execute(self._queries.count_purge, {"namespace": self.namespace})
         await conn.execute(self._queries.purge_events, self._key(stream, before=before))
 
     async def _delete_stream(self, stream: str, *, hard: bool) -> None:
@@ -433,6 +466,18 @@ class PostgresEventStore(StoreBase):
         if not rows:
             raise StreamNotFound(stream)
         return stream_info_from(stream, rows[0])
+
+    async def _list_streams(self, selection: StreamSelection) -> list[StreamInfo]:
+        params = {
+            "namespace": self.namespace,
+            "after": selection.after or "",
+            "low": selection.low,
+            "high": selection.high,
+            "category": selection.category,
+            "limit": selection.limit,
+        }
+        rows = await self._fetch(self._queries.list_streams, params, tuple_row)
+        return [stream_info_from(row[0], row[1:]) for row in rows]
 
     # -- subscriptions ------------------------------------------------------------------
 

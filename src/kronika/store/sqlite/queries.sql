@@ -83,21 +83,22 @@ SELECT seq FROM sqlite_sequence WHERE name = 'events'
 
 -- name: insert_event
 -- Positional: position, namespace, stream, category, version, id, type, data, metadata,
--- tags, correlation_id, recorded_at.
+-- tags, correlation_id, recorded_at, hash.
 INSERT INTO events (
     position, namespace, stream, category, version, id, type, data, metadata, tags,
-    correlation_id, recorded_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    correlation_id, recorded_at, hash
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: insert_event_tag
 -- Positional: namespace, tag, position.
 INSERT INTO event_tags (namespace, tag, position) VALUES (?, ?, ?)
 
 -- name: save_stream_version
--- Record a stream's new version after an append; an append revives a soft-deleted stream.
--- Positional: namespace, stream, version.
-INSERT INTO streams (namespace, stream, version) VALUES (?, ?, ?)
-ON CONFLICT (namespace, stream) DO UPDATE SET version = excluded.version, state = 'active'
+-- Record a stream's new version and chain head after an append; an append revives a
+-- soft-deleted stream. Positional: namespace, stream, version, hash.
+INSERT INTO streams (namespace, stream, version, hash) VALUES (?, ?, ?, ?)
+ON CONFLICT (namespace, stream) DO UPDATE
+SET version = excluded.version, state = 'active', hash = excluded.hash
 
 -- name: insert_tombstone
 -- Hard-delete a stream that never existed: it can never be created afterwards.
@@ -107,6 +108,35 @@ INSERT INTO streams (namespace, stream, state) VALUES (:namespace, :stream, 'tom
 -- Physically remove a stream's events below a version (the trigger removes their tags).
 DELETE FROM events
 WHERE namespace = :namespace AND stream = :stream AND version < :before_version
+
+-- name: anchor_stream
+-- Before a purge removes versions below :before_version: keep the chain hash of the last
+-- version it removes as the stream's anchor (unchanged when that event is gone already).
+UPDATE streams
+SET anchor = (
+    SELECT e.hash FROM events e
+    WHERE e.namespace = streams.namespace AND e.stream = streams.stream
+      AND e.version = min(:before_version, streams.version + 1) - 1)
+WHERE namespace = :namespace AND stream = :stream
+  AND EXISTS (
+    SELECT 1 FROM events e
+    WHERE e.namespace = streams.namespace AND e.stream = streams.stream
+      AND e.version = min(:before_version, streams.version + 1) - 1)
+
+-- name: drop_purged_checkpoints
+-- Before a purge removes versions below :before_version: delete the global chain's
+-- checkpoints at or after the lowest position it removes (they no longer hold).
+DELETE FROM chain_checkpoints
+WHERE namespace = :namespace
+  AND position >= (
+    SELECT min(position) FROM events
+    WHERE namespace = :namespace AND stream = :stream AND version < :before_version)
+
+-- name: count_purge
+-- Count a purge of the namespace (a verifier reading meanwhile records no checkpoint).
+INSERT INTO chain_purges (namespace, purges, purged_at) VALUES (:namespace, 1, :now)
+ON CONFLICT (namespace) DO UPDATE
+SET purges = chain_purges.purges + 1, purged_at = excluded.purged_at
 
 -- name: mark_stream
 -- Set a stream's state and raise its truncation mark after deleting events.
@@ -124,10 +154,22 @@ SET max_age = excluded.max_age, max_count = excluded.max_count, metadata = exclu
 -- Reads ----------------------------------------------------------------------------------
 
 -- name: select_stream
--- A stream's row, or nothing if it never existed.
-SELECT version, state, truncated_before, max_age, max_count, metadata
+-- A stream's row (with its chain head), or nothing if it never existed.
+SELECT version, state, truncated_before, max_age, max_count, metadata, hash
 FROM streams
 WHERE namespace = :namespace AND stream = :stream
+
+-- name: list_streams
+-- Streams in name order from an inclusive lower bound (the cursor folded in) below an
+-- exclusive upper one, optionally of one category (see kronika.store.listing). A range
+-- scan of the primary key.
+SELECT stream, version, state, truncated_before, max_age, max_count, metadata
+FROM streams
+WHERE namespace = :namespace AND stream >= :low AND stream < :high
+  AND (:category IS NULL OR stream = :category
+       OR substr(stream, 1, length(:category) + 1) = :category || '-')
+ORDER BY stream
+LIMIT :limit
 
 -- name: stream_last_position
 -- Global position of the newest remaining event of a stream.
@@ -438,3 +480,112 @@ WHERE namespace = :namespace AND id = :id
 UPDATE api_keys SET last_used_at = :at
 WHERE namespace = :namespace AND id = :id
   AND (last_used_at IS NULL OR last_used_at < :stale_before)
+
+-- Retention (kronika.store.retention) ------------------------------------------------------
+-- Retention changes events only through the truncate path above; these find streams with
+-- limits and delete snapshots. :orphaned is 0 or 1; :recorded_before is microseconds since
+-- the epoch or NULL (then no snapshot is old).
+
+-- name: limited_streams
+-- Active streams with a max_age or max_count, in name order after a cursor (one page).
+SELECT stream, version, state, truncated_before, max_age, max_count, metadata
+FROM streams
+WHERE namespace = :namespace AND stream > :after AND state = 'active'
+  AND (max_age IS NOT NULL OR max_count IS NOT NULL)
+ORDER BY stream
+LIMIT :limit
+
+-- name: count_snapshots
+-- Snapshots of streams that are not active (orphaned), or written before a time.
+SELECT count(*)
+FROM snapshots AS n
+WHERE n.namespace = :namespace
+  AND ((:orphaned AND NOT EXISTS (
+            SELECT 1 FROM streams AS s
+            WHERE s.namespace = n.namespace AND s.stream = n.stream AND s.state = 'active'))
+       OR n.recorded_at < :recorded_before)
+
+-- name: delete_snapshots
+-- Delete at most :limit of the snapshots count_snapshots counts.
+DELETE FROM snapshots
+WHERE rowid IN (
+    SELECT n.rowid
+    FROM snapshots AS n
+    WHERE n.namespace = :namespace
+      AND ((:orphaned AND NOT EXISTS (
+                SELECT 1 FROM streams AS s
+                WHERE s.namespace = n.namespace AND s.stream = n.stream AND s.state = 'active'))
+           OR n.recorded_at < :recorded_before)
+    ORDER BY n.stream
+    LIMIT :limit)
+
+-- Hash chains (kronika.store.integrity, kronika verify) ----------------------------------
+-- Raw reads of what is stored: no stream limits, no states.
+
+-- name: chain_scan
+-- Events after a position up to a bound, in position order, with their chain hashes. The
+-- content comes as the JSON text of [stream, id, type, data, metadata, tags] (the id as
+-- its canonical UUID string), built here so that Python parses each event only once; a
+-- BLOB, so that it reaches Python without being decoded.
+SELECT position, stream, version,
+       CAST('[' || json_quote(stream) || ',"'
+            || lower(substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-' || substr(h, 13, 4)
+                     || '-' || substr(h, 17, 4) || '-' || substr(h, 21))
+            || '",' || json_quote(type) || ',' || CAST(data AS TEXT) || ','
+            || CAST(metadata AS TEXT) || ',' || coalesce(tags, '[]') || ']' AS BLOB),
+       hash
+FROM (
+    SELECT position, stream, version, hex(id) AS h, type, data, metadata, tags, hash
+    FROM events
+    WHERE namespace = :namespace AND position > :after AND position <= :upto
+    ORDER BY position
+    LIMIT :limit
+)
+
+-- name: chain_priors
+-- For each [stream, version] pair of :wanted (a JSON array): whether the stream has a row,
+-- its truncation mark and anchor, and the position and hash of the event one version lower.
+SELECT json_extract(w.value, '$[0]'), s.stream IS NOT NULL, coalesce(s.truncated_before, 0),
+       s.anchor, e.position, e.hash
+FROM json_each(:wanted) AS w
+LEFT JOIN streams s
+    ON s.namespace = :namespace AND s.stream = json_extract(w.value, '$[0]')
+LEFT JOIN events e
+    ON e.namespace = :namespace AND e.stream = json_extract(w.value, '$[0]')
+   AND e.version = json_extract(w.value, '$[1]') - 1
+
+-- name: chain_tails
+-- Stream rows after a name, in name order, each with its newest stored event.
+SELECT s.stream, s.version, s.state, s.truncated_before, s.hash, e.version, e.hash, e.position
+FROM streams s
+LEFT JOIN events e
+    ON e.namespace = s.namespace AND e.stream = s.stream
+   AND e.version = (SELECT max(m.version) FROM events m
+                    WHERE m.namespace = s.namespace AND m.stream = s.stream)
+WHERE s.namespace = :namespace AND s.stream > :after
+ORDER BY s.stream
+LIMIT :limit
+
+-- name: chain_checkpoints
+-- The global chain's checkpoints after a position up to a bound, oldest first.
+SELECT position, events, hash, created_at
+FROM chain_checkpoints
+WHERE namespace = :namespace AND position > :after AND position <= :upto
+ORDER BY position
+
+-- name: last_chain_checkpoint
+SELECT position, events, hash, created_at
+FROM chain_checkpoints
+WHERE namespace = :namespace
+ORDER BY position DESC
+LIMIT 1
+
+-- name: chain_purge_count
+-- How many purges the namespace has had (0 if none).
+SELECT coalesce((SELECT purges FROM chain_purges WHERE namespace = :namespace), 0)
+
+-- name: record_chain_checkpoint
+-- Keep a checkpoint of the global chain (an existing one at the position stays).
+INSERT INTO chain_checkpoints (namespace, position, events, hash, created_at)
+VALUES (:namespace, :position, :events, :hash, :created_at)
+ON CONFLICT (namespace, position) DO NOTHING

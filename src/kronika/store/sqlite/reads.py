@@ -18,12 +18,14 @@ import orjson
 from kronika.domain.events import ANY, RecordedEvent, StreamInfo
 from kronika.errors import StreamNotFound
 from kronika.store.base import GlobalFilter, check_stream_expectation
+from kronika.store.listing import StreamSelection
 from kronika.store.sqlite.rows import EventRow, StreamRow, decode_events
 from kronika.store.sqlite.sql import QUERIES
 
 __all__ = [
     "filtered_rows",
     "head_position",
+    "list_streams",
     "read_all",
     "read_stream",
     "select_stream",
@@ -60,6 +62,27 @@ def stream_info(conn: sqlite3.Connection, namespace: str, stream: str) -> Stream
     if row is None:
         raise StreamNotFound(stream)
     return row.info(stream)
+
+
+def list_streams(
+    conn: sqlite3.Connection, namespace: str, selection: StreamSelection
+) -> list[StreamInfo]:
+    """The streams ``selection`` picks, in name order."""
+    params = {
+        "namespace": namespace,
+        "low": selection.start,
+        "high": selection.high,
+        "category": selection.category,
+        "limit": _NO_LIMIT if selection.limit is None else selection.limit,
+    }
+    rows = conn.execute(QUERIES["list_streams"], params).fetchall()
+    return [_stream_row(row[1:]).info(row[0]) for row in rows]
+
+
+def _stream_row(values: tuple[Any, ...]) -> StreamRow:
+    row = StreamRow.from_row(values)
+    assert row is not None
+    return row
 
 
 def head_position(conn: sqlite3.Connection, namespace: str) -> int:

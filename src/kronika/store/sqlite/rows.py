@@ -106,14 +106,25 @@ class StreamRow:
     """Retention by count."""
     metadata: bytes
     """Free-form metadata, as JSON."""
+    hash: bytes | None = None
+    """The chain's head: the hash of the last event appended (None: none was chained)."""
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...] | None) -> StreamRow | None:
-        """Map a ``select_stream`` row (``None`` when the stream does not exist)."""
+        """Map a ``select_stream`` row (``None`` when the stream does not exist): version,
+        state, truncated_before, max_age, max_count, metadata and, optionally, hash."""
         if row is None:
             return None
-        version, state, truncated_before, max_age, max_count, metadata = row
-        return cls(version, _STATES[state], truncated_before, max_age, max_count, metadata)
+        version, state, truncated_before, max_age, max_count, metadata, *head = row
+        return cls(
+            version,
+            _STATES[state],
+            truncated_before,
+            max_age,
+            max_count,
+            metadata,
+            head[0] if head else None,
+        )
 
     def info(self, stream: str) -> StreamInfo:
         """The public :class:`StreamInfo` of this row."""

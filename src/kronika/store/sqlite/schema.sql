@@ -26,7 +26,8 @@ CREATE TABLE events (
     metadata       BLOB    NOT NULL,
     tags           TEXT,
     correlation_id TEXT,
-    recorded_at    INTEGER NOT NULL
+    recorded_at    INTEGER NOT NULL,
+    hash           BLOB                -- chain hash (migration 0005); NULL: stored before
 ) STRICT;
 
 CREATE UNIQUE INDEX events_stream_version ON events (namespace, stream, version);
@@ -61,6 +62,8 @@ CREATE TABLE streams (
     max_age          REAL,
     max_count        INTEGER,
     metadata         BLOB    NOT NULL DEFAULT X'7B7D',
+    hash             BLOB,           -- the chain's head: the last event's hash (0005)
+    anchor           BLOB,           -- the chain hash before the first stored event (0005)
     PRIMARY KEY (namespace, stream)
 ) STRICT, WITHOUT ROWID;
 
@@ -190,3 +193,42 @@ CREATE TABLE jobs (
 
 CREATE UNIQUE INDEX jobs_active ON jobs (namespace, processor)
 WHERE state IN ('running', 'stopped');
+
+-- Hash chains (migration 0005, see kronika.store.integrity): events.hash, streams.hash and
+-- streams.anchor above, and the global chain's checkpoints. A checkpoint holds the position
+-- of the last event it covers, how many chained events it covers and the global hash G;
+-- kronika verify records them, and purges delete those at or after the lowest position
+-- they remove. chain_purges counts purges per namespace.
+CREATE TABLE chain_checkpoints (
+    namespace  TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    events     INTEGER NOT NULL,
+    hash       BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, position)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE chain_purges (
+    namespace TEXT    NOT NULL,
+    purges    INTEGER NOT NULL,
+    purged_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace)
+) STRICT, WITHOUT ROWID;
+
+-- The backups catalog (migration 0006): one row per finished kronika backup of this
+-- database (every namespace, so no namespace column). verified_at is NULL for an archive
+-- never read back.
+CREATE TABLE backups (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    path          TEXT    NOT NULL,
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER NOT NULL,
+    events        INTEGER NOT NULL,
+    last_position INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    sha256        TEXT    NOT NULL,
+    engine        TEXT    NOT NULL,
+    verified_at   INTEGER
+) STRICT;
+
+CREATE INDEX backups_finished ON backups (finished_at);

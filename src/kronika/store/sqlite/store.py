@@ -22,13 +22,17 @@ from kronika.domain.events import (
 )
 from kronika.errors import StoreClosed
 from kronika.store.base import GlobalFilter, PreparedAppend, StoreBase
+from kronika.store.listing import StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.sqlite import reads, schema
+from kronika.store.sqlite.archive import SQLiteArchive
 from kronika.store.sqlite.config import SQLiteConfig
+from kronika.store.sqlite.integrity import SQLiteChains
 from kronika.store.sqlite.keys import SQLiteKeys
 from kronika.store.sqlite.processing import SQLiteProcessing
 from kronika.store.sqlite.processing_connection import refuse_nested_write
 from kronika.store.sqlite.readers import ReaderPool
+from kronika.store.sqlite.retention import SQLiteRetention
 from kronika.store.sqlite.snapshots import SnapshotOp, read_snapshot
 from kronika.store.sqlite.watch import ChangeWatcher
 from kronika.store.sqlite.writer import Writer, WriterStats
@@ -97,6 +101,10 @@ class SQLiteEventStore(StoreBase):
         self._watcher: ChangeWatcher | None = None
         self._processing = SQLiteProcessing(config, self._active_writer, self._active_readers)
         self._keys = SQLiteKeys(config.namespace, self._active_writer, self._active_readers)
+        self._chains = SQLiteChains(config.namespace, self._active_writer, self._active_readers)
+        self._retention = SQLiteRetention(
+            config.namespace, self._active_writer, self._active_readers
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteEventStore:
@@ -119,6 +127,23 @@ class SQLiteEventStore(StoreBase):
     def keys(self) -> SQLiteKeys:
         """The API keys of this store's namespace."""
         return self._keys
+
+    @property
+    def retention(self) -> SQLiteRetention:
+        """Retention's queries on this database and namespace."""
+        return self._retention
+
+    @property
+    def archive(self) -> SQLiteArchive:
+        """Backups of this database: a consistent export, restores, the backups catalog.
+
+        Works whether or not the store is open (it uses connections of its own)."""
+        return SQLiteArchive(self._config)
+
+    @property
+    def chains(self) -> SQLiteChains:
+        """Raw access to this namespace's hash chains, for ``kronika verify``."""
+        return self._chains
 
     @property
     def writer_stats(self) -> WriterStats:
@@ -228,6 +253,9 @@ class SQLiteEventStore(StoreBase):
 
     async def _stream_info(self, stream: str) -> StreamInfo:
         return await self._active_readers().run(reads.stream_info, self.namespace, stream)
+
+    async def _list_streams(self, selection: StreamSelection) -> list[StreamInfo]:
+        return await self._active_readers().run(reads.list_streams, self.namespace, selection)
 
     async def _wait_for_events(self, token: int) -> None:
         if self._watcher is not None:

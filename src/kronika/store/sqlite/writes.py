@@ -32,6 +32,7 @@ from kronika.store.base import (
     encode_json,
     resolve_multi_retry,
 )
+from kronika.store.integrity import append_digests, chain
 from kronika.store.sqlite.reads import filtered_rows, select_stream
 from kronika.store.sqlite.rows import StreamRow, decode_events, encode_tags
 from kronika.store.sqlite.sql import QUERIES
@@ -65,6 +66,8 @@ class AppendOp(WriteOp[MultiAppendResult]):
         self.namespace = namespace
         self.appends = appends
         self.condition = condition
+        self.digests = [append_digests(a) for a in appends]
+        """Each part's content digests, computed on the caller's event loop."""
         self.weight = max(1, sum(len(a.events) for a in appends))
         self.defers_only = True
         self.batchable = condition is None and all(a.events for a in appends)
@@ -78,9 +81,9 @@ class AppendOp(WriteOp[MultiAppendResult]):
             verify_condition(tx.conn, self.namespace, self.condition)
         results: dict[str, AppendResult] = {}
         position = 0
-        for append, row in zip(self.appends, rows, strict=True):
+        for append, row, digests in zip(self.appends, rows, self.digests, strict=True):
             if append.events:
-                results[append.stream] = self._write(tx, append, row)
+                results[append.stream] = self._write(tx, append, row, digests)
                 position = max(position, results[append.stream].position)
             else:
                 results[append.stream] = self._check_only(tx.conn, append.stream, row)
@@ -94,17 +97,18 @@ class AppendOp(WriteOp[MultiAppendResult]):
         return row
 
     def _write(
-        self, tx: Transaction, append: PreparedAppend, row: StreamRow | None
+        self, tx: Transaction, append: PreparedAppend, row: StreamRow | None, digests: list[bytes]
     ) -> AppendResult:
         events, namespace, stream = append.events, self.namespace, append.stream
         version = -1 if row is None or row.version is None else row.version
+        hashes = chain(None if row is None else row.hash, digests)
         first = tx.allocate(len(events))
         category, now = category_of(stream), time.time_ns() // 1000
         tx.defer(
             _INSERT_EVENT,
             [
                 (first + i, namespace, stream, category, version + 1 + i, e.id.bytes, e.type,
-                 e.data, e.metadata, encode_tags(e.tags), e.correlation_id, now)
+                 e.data, e.metadata, encode_tags(e.tags), e.correlation_id, now, hashes[i])
                 for i, e in enumerate(events)
             ],
         )  # fmt: skip
@@ -117,8 +121,8 @@ class AppendOp(WriteOp[MultiAppendResult]):
         if tags:
             tx.defer(_INSERT_TAG, tags)
         version += len(events)
-        tx.defer(_SAVE_VERSION, [(namespace, stream, version)])
-        tx.cache[(_STREAMS, namespace, stream)] = _appended(row, version)
+        tx.defer(_SAVE_VERSION, [(namespace, stream, version, hashes[-1])])
+        tx.cache[(_STREAMS, namespace, stream)] = _appended(row, version, hashes[-1])
         tx.wrote_events = True
         return AppendResult(version, first + len(events) - 1)
 
@@ -160,12 +164,18 @@ class AppendOp(WriteOp[MultiAppendResult]):
         return decode_events(rows)
 
 
-def _appended(row: StreamRow | None, version: int) -> StreamRow:
-    """The stream row after an append brought it to ``version``."""
+def _appended(row: StreamRow | None, version: int, head: bytes) -> StreamRow:
+    """The stream row after an append brought it to ``version`` and its chain to ``head``."""
     if row is None:
-        return StreamRow(version, StreamState.ACTIVE, 0, None, None, b"{}")
+        return StreamRow(version, StreamState.ACTIVE, 0, None, None, b"{}", head)
     return StreamRow(
-        version, StreamState.ACTIVE, row.truncated_before, row.max_age, row.max_count, row.metadata
+        version,
+        StreamState.ACTIVE,
+        row.truncated_before,
+        row.max_age,
+        row.max_count,
+        row.metadata,
+        head,
     )
 
 
@@ -193,10 +203,20 @@ def require_stream(conn: sqlite3.Connection, namespace: str, stream: str) -> Str
 def _forget(
     conn: sqlite3.Connection, namespace: str, stream: str, before: int, state: StreamState
 ) -> None:
-    """Physically delete the stream's events below ``before`` and set its state."""
+    """Physically delete the stream's events below ``before`` and set its state.
+
+    The documented purge path of the hash chains: it keeps the chain hash of the last
+    event it removes as the stream's anchor, deletes the global chain's checkpoints from
+    the lowest position it removes, and counts the purge (see kronika.store.integrity).
+    """
     params: dict[str, Any] = {"namespace": namespace, "stream": stream}
     if before > 0:
-        conn.execute(QUERIES["delete_stream_events"], {**params, "before_version": before})
+        purge = {**params, "before_version": before}
+        conn.execute(QUERIES["anchor_stream"], purge)
+        conn.execute(QUERIES["drop_purged_checkpoints"], purge)
+        if conn.execute(QUERIES["delete_stream_events"], purge).rowcount:
+            now = time.time_ns() // 1000
+            conn.execute(QUERIES["count_purge"], {"namespace": namespace, "now": now})
     marks = {**params, "before_version": max(before, 0), "state": state.value}
     conn.execute(QUERIES["mark_stream"], marks)
 
