@@ -7,14 +7,17 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from benchmarks.common import Sample, Scale
 from benchmarks.kronika_side import run_kronika
-from kronika import open_store
+from kronika import EventStore, open_store
 
 __all__ = ["DEFAULT_POSTGRES_URL", "Backend", "MemoryBackend", "PostgresBackend", "SQLiteBackend"]
 
@@ -43,6 +46,26 @@ class Backend(abc.ABC):
         """Run ``workload`` through ``kronika.open_store`` on a fresh database."""
         async with self.fresh_kronika_url(label) as url:
             return await run_kronika(workload, url, scale, self.options)
+
+    @contextlib.asynccontextmanager
+    async def loaded_store(
+        self,
+        label: str,
+        load: Callable[[EventStore], Awaitable[None]],
+        events: int,
+        say: Callable[[str], None],
+    ) -> AsyncIterator[tuple[str, EventStore]]:
+        """A fresh Kronika store on this backend, open, after ``load`` filled it with
+        ``events`` events (untimed: how long it took is only said); its URL and the store."""
+        async with self.fresh_kronika_url(label) as url, open_store(url, **self.options) as store:
+            begin = time.perf_counter()
+            await load(store)
+            say(f"loaded {events:,} events in {time.perf_counter() - begin:.1f}s")
+            yield url, store
+
+    def teller(self, log: Console) -> Callable[[str], None]:
+        """Print a progress line about this backend on ``log``."""
+        return lambda text: log.print(f"  {self.name} {text}")
 
     async def unavailable(self) -> tuple[str | None, str | None]:
         """Why the Kronika side and the raw side cannot run here (None when they can)."""

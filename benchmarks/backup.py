@@ -18,26 +18,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-import kronika
-from benchmarks.backends import Backend, PostgresBackend, SQLiteBackend
+from benchmarks.backends import Backend
+from benchmarks.cli import make_backends, options, run_and_report
 from benchmarks.common import METADATA, order_data
-from benchmarks.store import git_revision
 from kronika import NewEvent, open_store
 
 __all__ = ["main"]
@@ -62,24 +57,6 @@ TARGET_SECONDS = 120.0
 """Backup and restore of 1M events, each (issue 7)."""
 WRITERS = 4
 """Concurrent appenders while loading (untimed)."""
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.backup", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--backend",
-        choices=["sqlite", "postgres", "postgresql", "all"],
-        default="all",
-        help="backend to measure; all = sqlite and postgres, plus cross-engine restores",
-    )
-    parser.add_argument("--scale", choices=list(SCALES), default="small")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--postgres-url", default=None, help="as for benchmarks.store")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    return parser.parse_args(argv)
 
 
 async def load(url: str, scale: BackupScale) -> int:
@@ -186,20 +163,11 @@ def verdict(seconds: float, scale: BackupScale) -> str:
     return "PASS" if seconds < limit else "FAIL"
 
 
-def make_backends(args: argparse.Namespace) -> list[Backend]:
-    """The backends the command line asks for."""
-    names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
-    return [
-        SQLiteBackend({}) if n == "sqlite" else PostgresBackend({}, args.postgres_url)
-        for n in names
-    ]
-
-
 async def run(args: argparse.Namespace, log: Console) -> list[dict[str, Any]]:
     """Measure every selected backend (and cross-engine restores when both are)."""
     scale = SCALES[args.scale]
-    backends = make_backends(args)
-    results = []
+    backends = make_backends(args.backend, args.postgres_url)
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="kronika-backup-bench-") as folder:
         try:
             for backend in backends:
@@ -257,32 +225,23 @@ def render(results: list[dict[str, Any]], out: Console, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table (and write JSON); return the exit status."""
-    args = parse_args(argv)
-    out, log = Console(width=160), Console(stderr=True)
-    started, load_avg = datetime.now(UTC), list(os.getloadavg())
-    results = asyncio.run(run(args, log))
-    title = (
-        f"Kronika backup benchmark, scale {args.scale} ({SCALES[args.scale].events:,} events), "
-        f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load {load_avg[0]:.2f} at start"
+    args = options(
+        "backup",
+        __doc__,
+        scales=SCALES,
+        default_scale="small",
+        backends=["sqlite", "postgres", "postgresql", "all"],
+        backend_help="backend to measure; all = sqlite and postgres, plus cross-engine restores",
+    ).parse_args(argv)
+    scale = SCALES[args.scale]
+    return run_and_report(
+        "backup",
+        args,
+        run,
+        render,
+        title=f"Kronika backup benchmark, scale {args.scale} ({scale.events:,} events)",
+        scale=asdict(scale),
     )
-    render(results, out, title)
-    if args.json:
-        meta = {
-            "started": started.isoformat(),
-            "kronika_version": kronika.__version__,
-            "git": git_revision(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_avg,
-            "load_average_at_end": list(os.getloadavg()),
-            "scale": SCALES[args.scale].__dict__,
-            "command": ["python", "-m", "benchmarks.backup", *sys.argv[1:]],
-        }
-        args.json.write_text(json.dumps({"run": meta, "results": results}, indent=2) + "\n")
-    if any("error" in r for r in results):
-        return 1
-    failed = any("FAIL" in r["verdicts"].values() for r in results)
-    return 1 if args.strict and failed else 0
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.backends import PostgresBackend, SQLiteBackend
+from benchmarks.cli import make_backends, options
 from benchmarks.common import EVENT_TYPE, METADATA, order_data
 from kronika import EventStore, NewEvent, open_store
 
@@ -460,31 +460,24 @@ def render(rows: list[dict[str, Any]], out: Console, title: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.http", description=__doc__)
-    parser.add_argument(
-        "--backend",
-        choices=["sqlite", "postgres", "postgresql"],
-        default="sqlite",
-        help="the server's database (default sqlite)",
+    parser = options(
+        "http",
+        __doc__,
+        description=__doc__,
+        scales=SCALES,
+        default_scale="small",
+        scale_help="tiny (smoke test), small (default) or full",
+        backends=["sqlite", "postgres", "postgresql"],
+        default_backend="sqlite",
+        backend_help="the server's database (default sqlite)",
     )
-    parser.add_argument(
-        "--scale",
-        choices=list(SCALES),
-        default="small",
-        help="tiny (smoke test), small (default) or full",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--postgres-url", default=None, help="as in benchmarks.store")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
 
 
 async def run(args: argparse.Namespace, log: Console) -> dict[str, Any]:
     """Every part on the chosen backend."""
     scale = SCALES[args.scale]
-    backend = (
-        SQLiteBackend({}) if args.backend == "sqlite" else PostgresBackend({}, args.postgres_url)
-    )
+    [backend] = make_backends(args.backend, args.postgres_url)
     fresh: Fresh = backend.fresh_kronika_url
     try:
         parts: list[Callable[[], Awaitable[Any]]] = [

@@ -13,24 +13,17 @@ are measured. See docs/benchmarks.md ("Processing runtime").
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import json
-import os
-import platform
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
 
-import kronika
-from benchmarks.backends import Backend, MemoryBackend, PostgresBackend, SQLiteBackend
+from benchmarks.backends import Backend
+from benchmarks.cli import make_backends, measure_each, options, run_and_report
 from benchmarks.runtime_cases import (
     RuntimeScale,
     Table,
@@ -44,8 +37,6 @@ from benchmarks.runtime_cases import (
     supports_sql,
     table_total,
 )
-from benchmarks.store import git_revision
-from kronika import open_store
 from kronika.runtime.worker import processing_of
 from kronika.store.protocol import EventStore
 
@@ -60,39 +51,6 @@ CATCH_UP_TARGET = 0.5
 """SQL projection catch-up, as a share of the raw global read rate."""
 LATENCY_TARGET_MS = 50.0
 """p99 append-to-projected on PostgreSQL."""
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.runtime", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--backend",
-        choices=["memory", "sqlite", "postgres", "postgresql", "all"],
-        default="all",
-        help="backend to measure; all = sqlite and postgres (default)",
-    )
-    parser.add_argument("--scale", choices=list(SCALES), default="small")
-    parser.add_argument("--repeats", type=int, default=None, help="catch-ups per kind (best kept)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--postgres-url", default=None, help="as for benchmarks.store")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    return parser.parse_args(argv)
-
-
-def make_backends(args: argparse.Namespace) -> list[Backend]:
-    """The backends the command line asks for."""
-    names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
-    made: list[Backend] = []
-    for name in names:
-        if name == "memory":
-            made.append(MemoryBackend({}))
-        elif name == "sqlite":
-            made.append(SQLiteBackend({}))
-        else:
-            made.append(PostgresBackend({}, args.postgres_url))
-    return made
 
 
 async def _sql_catch_up(store: EventStore, rep: int, events: int) -> float:
@@ -144,16 +102,9 @@ async def _rounds(
 async def measure(backend: Backend, scale: RuntimeScale, log: Console) -> dict[str, Any]:
     """Everything on one backend, in one store."""
 
-    def say(text: str) -> None:
-        log.print(f"  {backend.name} {text}")
-
-    async with (
-        backend.fresh_kronika_url("runtime") as url,
-        open_store(url, **backend.options) as store,
-    ):
-        begin = time.perf_counter()
-        await load(store, scale)
-        say(f"loaded {scale.events:,} events in {time.perf_counter() - begin:.1f}s")
+    say = backend.teller(log)
+    filled = backend.loaded_store("runtime", lambda store: load(store, scale), scale.events, say)
+    async with filled as (url, store):
         rates = await _rounds(store, scale, say)
         lat = await latency(store, scale, url, "l")
         say(f"latency: p50 {lat.p50:.1f} ms, p99 {lat.p99:.1f} ms, max {lat.max:.1f} ms")
@@ -185,21 +136,12 @@ async def run(args: argparse.Namespace, log: Console) -> list[dict[str, Any]]:
     scale = SCALES[args.scale]
     if args.repeats:
         scale = RuntimeScale(**{**asdict(scale), "repeats": args.repeats})
-    results = []
-    for backend in make_backends(args):
-        try:
-            reason, _ = await backend.unavailable()
-            if reason:
-                results.append({"backend": backend.name, "error": reason})
-                continue
-            result = await measure(backend, scale, log)
-            result["verdicts"] = verdicts(result)
-            results.append(result)
-        except Exception as exc:  # reported in the table; the other backends still run
-            results.append({"backend": backend.name, "error": f"{type(exc).__name__}: {exc}"})
-        finally:
-            await backend.close()
-    return results
+
+    async def judged(backend: Backend) -> dict[str, Any]:
+        result = await measure(backend, scale, log)
+        return {**result, "verdicts": verdicts(result)}
+
+    return await measure_each(make_backends(args.backend, args.postgres_url), judged)
 
 
 def _rate(value: float | None, read: float) -> str:
@@ -238,35 +180,23 @@ def render(results: list[dict[str, Any]], out: Console, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table (and write JSON); return the exit status."""
-    args = parse_args(argv)
-    out, log = Console(width=160), Console(stderr=True)
-    started, load_avg = datetime.now(UTC), list(os.getloadavg())
-    results = asyncio.run(run(args, log))
-    title = (
-        f"Kronika runtime benchmark, scale {args.scale}, {started:%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} CPUs, load {load_avg[0]:.2f} at start"
+    args = options(
+        "runtime",
+        __doc__,
+        scales=SCALES,
+        default_scale="small",
+        repeats="catch-ups per kind (best kept)",
+    ).parse_args(argv)
+    scale = SCALES[args.scale]
+    scale_info = {**asdict(scale), "repeats": args.repeats or scale.repeats}
+    return run_and_report(
+        "runtime",
+        args,
+        run,
+        render,
+        title=f"Kronika runtime benchmark, scale {args.scale}",
+        scale=scale_info,
     )
-    render(results, out, title)
-    if args.json:
-        meta = {
-            "started": started.isoformat(),
-            "kronika_version": kronika.__version__,
-            "git": git_revision(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_avg,
-            "load_average_at_end": list(os.getloadavg()),
-            "scale": {
-                **asdict(SCALES[args.scale]),
-                "repeats": args.repeats or SCALES[args.scale].repeats,
-            },
-            "command": ["python", "-m", "benchmarks.runtime", *sys.argv[1:]],
-        }
-        args.json.write_text(json.dumps({"run": meta, "results": results}, indent=2) + "\n")
-    if any("error" in r for r in results):
-        return 1
-    failed = any("FAIL" in r["verdicts"].values() for r in results)
-    return 1 if args.strict and failed else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,8 @@ from typing import Any
 from rich.console import Console
 
 import kronika
-from benchmarks.backends import Backend, MemoryBackend, PostgresBackend, SQLiteBackend
+from benchmarks.backends import Backend
+from benchmarks.cli import git_revision, make_backends, options
 from benchmarks.common import SCALES, WORKLOADS, Sample, Scale
 from benchmarks.report import Result, render, to_json, to_markdown
 from kronika.store.options import redact_url
@@ -42,34 +42,17 @@ TIMEOUTS = {"tiny": 60.0, "small": 180.0, "full": 900.0}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.store", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--backend",
-        choices=["sqlite", "postgresql", "memory", "all"],
-        default="all",
-        help="backend to measure; all = sqlite and postgresql (default)",
-    )
-    parser.add_argument(
-        "--scale",
-        choices=list(SCALES),
-        default="small",
-        help="tiny (smoke test), small (~1 min, default) or full (published figures)",
+    parser = options(
+        "store",
+        __doc__,
+        scales=SCALES,
+        default_scale="small",
+        scale_help="tiny (smoke test), small (~1 min, default) or full (published figures)",
+        backends=["sqlite", "postgresql", "memory", "all"],
+        backend_help="backend to measure; all = sqlite and postgresql (default)",
+        repeats="measurements per side (best is kept)",
     )
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W4")
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="measurements per side (best is kept)"
-    )
-    parser.add_argument(
-        "--json", type=Path, default=None, help="also write the results to this file"
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=None,
-        help="server for the postgresql backend (default $KRONIKA_BENCH_POSTGRES_URL, "
-        "$KRONIKA_TEST_POSTGRES_URL or postgresql://postgres@127.0.0.1:5432/test)",
-    )
     parser.add_argument(
         "--option",
         action="append",
@@ -80,7 +63,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--markdown", type=Path, default=None, help="also write the table as Markdown"
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
 
 
@@ -100,18 +82,6 @@ def store_options(items: list[str]) -> dict[str, str]:
     if bad:
         raise SystemExit(f"--option takes KEY=VALUE, got: {', '.join(bad)}")
     return dict(item.split("=", 1) for item in items)
-
-
-def make_backends(args: argparse.Namespace) -> list[Backend]:
-    """The backends the command line asks for."""
-    options = store_options(args.option)
-    names = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
-    makers: dict[str, Callable[[], Backend]] = {
-        "memory": lambda: MemoryBackend(options),
-        "sqlite": lambda: SQLiteBackend(options),
-        "postgresql": lambda: PostgresBackend(options, args.postgres_url),
-    }
-    return [makers[name]() for name in names]
 
 
 async def attempt(run: Callable[[], Awaitable[Sample]], scale: Scale) -> Sample | str:
@@ -166,24 +136,6 @@ class Runner:
         return result
 
 
-def git_revision() -> str | None:
-    """The commit of the working tree (with ``+dirty`` if it has changes), if known."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}+dirty" if dirty else head
-
-
 def store_digest() -> str:
     """A digest of Kronika's store sources, to tell which backend code was measured."""
     root = Path(kronika.__file__).parent / "store"
@@ -211,7 +163,7 @@ async def run(args: argparse.Namespace, log: Console) -> tuple[list[Result], lis
         scale = replace(scale, repeats=args.repeats)
     results: list[Result] = []
     described: list[dict[str, Any]] = []
-    for backend in make_backends(args):
+    for backend in make_backends(args.backend, args.postgres_url, store_options(args.option)):
         runner = Runner(backend, scale, log)
         try:
             await runner.prepare()

@@ -13,27 +13,19 @@ scale. See docs/benchmarks.md ("Verify").
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import json
-import os
-import platform
 import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-import kronika
-from benchmarks.backends import Backend, MemoryBackend, PostgresBackend, SQLiteBackend
+from benchmarks.backends import Backend
+from benchmarks.cli import make_backends, measure_each, options, run_and_report
 from benchmarks.common import EVENT_TYPE, METADATA, order_data
-from benchmarks.store import git_revision
-from kronika import NewEvent, open_store
+from kronika import NewEvent
 from kronika.store.integrity import chains_of
 from kronika.store.protocol import EventStore
 from kronika.store.verify import VerifyReport, verify
@@ -63,39 +55,6 @@ SCALES = {
 }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.verify", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--backend",
-        choices=["memory", "sqlite", "postgres", "postgresql", "all"],
-        default="all",
-        help="backend to measure; all = sqlite and postgres (default)",
-    )
-    parser.add_argument("--scale", choices=list(SCALES), default="full")
-    parser.add_argument("--repeats", type=int, default=None, help="full runs (the best is kept)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--postgres-url", default=None, help="as for benchmarks.store")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    return parser.parse_args(argv)
-
-
-def make_backends(args: argparse.Namespace) -> list[Backend]:
-    """The backends the command line asks for."""
-    names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
-    made: list[Backend] = []
-    for name in names:
-        if name == "memory":
-            made.append(MemoryBackend({}))
-        elif name == "sqlite":
-            made.append(SQLiteBackend({}))
-        else:
-            made.append(PostgresBackend({}, args.postgres_url))
-    return made
-
-
 async def load(store: EventStore, scale: VerifyScale) -> None:
     """``scale.events`` order events, ``BATCH`` per append, round-robin over the streams."""
     written = 0
@@ -120,16 +79,9 @@ def _checked(report: VerifyReport, events: int) -> VerifyReport:
 async def measure(backend: Backend, scale: VerifyScale, log: Console) -> dict[str, Any]:
     """Load one store, then time full and resumed verifications of it."""
 
-    def say(text: str) -> None:
-        log.print(f"  {backend.name} {text}")
-
-    async with (
-        backend.fresh_kronika_url("verify") as url,
-        open_store(url, **backend.options) as store,
-    ):
-        begin = time.perf_counter()
-        await load(store, scale)
-        say(f"loaded {scale.events:,} events in {time.perf_counter() - begin:.1f}s")
+    say = backend.teller(log)
+    filled = backend.loaded_store("verify", lambda store: load(store, scale), scale.events, say)
+    async with filled as (_, store):
         chains, rates = chains_of(store), []
         for rep in range(scale.repeats):
             gc.collect()
@@ -157,19 +109,8 @@ async def run(args: argparse.Namespace, log: Console) -> list[dict[str, Any]]:
     scale = SCALES[args.scale]
     if args.repeats:
         scale = VerifyScale(**{**asdict(scale), "repeats": args.repeats})
-    results = []
-    for backend in make_backends(args):
-        try:
-            reason, _ = await backend.unavailable()
-            if reason:
-                results.append({"backend": backend.name, "error": reason})
-                continue
-            results.append(await measure(backend, scale, log))
-        except Exception as exc:  # reported in the table; the other backends still run
-            results.append({"backend": backend.name, "error": f"{type(exc).__name__}: {exc}"})
-        finally:
-            await backend.close()
-    return results
+    backends = make_backends(args.backend, args.postgres_url)
+    return await measure_each(backends, lambda backend: measure(backend, scale, log))
 
 
 def render(results: list[dict[str, Any]], out: Console, title: str) -> None:
@@ -191,34 +132,28 @@ def render(results: list[dict[str, Any]], out: Console, title: str) -> None:
     out.print(table)
 
 
+def _failed(result: dict[str, Any]) -> bool:
+    return bool(result["verdict"] == "FAIL")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table (and write JSON); return the exit status."""
-    args = parse_args(argv)
-    out, log = Console(width=160), Console(stderr=True)
-    started, load_avg = datetime.now(UTC), list(os.getloadavg())
-    results = asyncio.run(run(args, log))
-    title = (
-        f"kronika verify benchmark, scale {args.scale}, {started:%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} CPUs, load {load_avg[0]:.2f} at start"
+    args = options(
+        "verify",
+        __doc__,
+        scales=SCALES,
+        default_scale="full",
+        repeats="full runs (the best is kept)",
+    ).parse_args(argv)
+    return run_and_report(
+        "verify",
+        args,
+        run,
+        render,
+        title=f"kronika verify benchmark, scale {args.scale}",
+        scale=asdict(SCALES[args.scale]),
+        failed=_failed,
     )
-    render(results, out, title)
-    if args.json:
-        meta = {
-            "started": started.isoformat(),
-            "kronika_version": kronika.__version__,
-            "git": git_revision(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_avg,
-            "load_average_at_end": list(os.getloadavg()),
-            "scale": asdict(SCALES[args.scale]),
-            "command": ["python", "-m", "benchmarks.verify", *sys.argv[1:]],
-        }
-        args.json.write_text(json.dumps({"run": meta, "results": results}, indent=2) + "\n")
-    if any("error" in r for r in results):
-        return 1
-    failed = any(r["verdict"] == "FAIL" for r in results)
-    return 1 if args.strict and failed else 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ never reach callers: each backend translates them at its boundary.
     │   ├── StreamNotFound
     │   └── AggregateNotFound
     ├── UnreadableEvent          500  a stored event's type/version has no registered class
+    ├── InlineProjectionFailed   500  an inline projection's handler failed: nothing appended
     ├── Unauthorized             401
     ├── Forbidden                403
     ├── RateLimited              429  ``retry_after`` seconds
@@ -43,6 +44,7 @@ __all__ = [
     "DuplicateEventError",
     "FieldError",
     "Forbidden",
+    "InlineProjectionFailed",
     "KronikaError",
     "NotFound",
     "RateLimited",
@@ -227,6 +229,36 @@ class UnreadableEvent(KronikaError):
         self.event_type = event_type
         self.version = version
         super().__init__(f"cannot read event type {event_type!r} version {version}: {reason}")
+
+
+class InlineProjectionFailed(KronikaError):
+    """An inline projection's handler failed (or its SQL did), so the append it ran in was
+    rolled back: no event and no read-model row was written. The handler's exception is
+    chained as ``__cause__``."""
+
+    code = "inline_projection_failed"
+
+    def __init__(
+        self, projection: str, reason: str, *, event_id: str, event_type: str, stream: str
+    ) -> None:
+        self.projection = projection
+        self.event_id = event_id
+        self.event_type = event_type
+        self.stream = stream
+        super().__init__(
+            f"inline projection {projection!r} failed on event {event_id} ({event_type}) of "
+            f"stream {stream!r}: {reason}; nothing was appended"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body.update(
+            projection=self.projection,
+            event_id=self.event_id,
+            event_type=self.event_type,
+            stream=self.stream,
+        )
+        return body
 
 
 class Unauthorized(KronikaError):

@@ -121,6 +121,38 @@ def test_bad_input_exits_2_naming_it(tmp_path: Path) -> None:
     assert server.returncode == 2 and "--server" in server.stderr
 
 
+def test_verify_max_age_bounds_how_long_events_wait_for_kronika_verify(tmp_path: Path) -> None:
+    from kronika import NewEvent
+    from kronika.sync import open_store
+
+    url = migrated(tmp_path)
+    with open_store(url) as store:
+        store.append("order-1", [NewEvent("OrderPlaced", {"n": 1})])
+
+    def dr_verify(*args: str) -> dict[str, Any]:
+        result = doctor("--json", *args, url=url, env=PRODUCTION)
+        checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+        return checks["DR-VERIFY"]
+
+    never = dr_verify()
+    assert (never["status"], never["severity"]) == ("finding", "medium")
+    assert never["findings"][0]["runbook"] == "docs/operations/doctor.md#dr-verify"
+    verified = subprocess.run(
+        [str(KRONIKA), "--url", url, "verify", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert dr_verify("--verify-max-age", "0")["status"] == "ok"  # nothing waits
+    with open_store(url) as store:
+        store.append("order-1", [NewEvent("OrderPlaced", {"n": 2})])
+    assert dr_verify()["status"] == "ok"  # within the default 8 days
+    assert dr_verify("--verify-max-age", "0")["status"] == "finding"
+    negative = doctor("--verify-max-age", "-1", url=url)
+    assert negative.returncode == 2 and "--verify-max-age" in negative.stderr
+
+
 def test_doctor_creates_no_database(tmp_path: Path) -> None:
     path = tmp_path / "missing.db"
     result = doctor(url=f"sqlite:///{path}")

@@ -13,8 +13,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import pytest
 
 import kronika
-from kronika import NewEvent
+from kronika import NewEvent, RecordedEvent
 from kronika.ops.doctor import CheckResult, Status, Thresholds
+from kronika.runtime import InlineContext, InlineProjection, on
 
 RunCheck = Callable[..., Awaitable[CheckResult]]
 PRODUCTION = {"KRONIKA_MODE": "production"}
@@ -180,6 +181,58 @@ async def test_backups_must_exist_be_recent_and_verified(check: RunCheck, tmp_pa
     assert "copied-by-hand.backup" in result.findings[0].found
 
 
+# -- verification ---------------------------------------------------------------------------
+
+
+async def _verify(url: str) -> None:
+    """Run ``kronika verify --resume`` on the store at ``url``; it must come out clean."""
+    from kronika.store.integrity import chains_of
+    from kronika.store.verify import verify
+
+    async with kronika.open_store(url) as store:
+        report = await verify(chains_of(store), resume=True)
+    assert report.clean, report.problems
+
+
+async def _appended(url: str, stream: str, count: int) -> None:
+    """Append ``count`` events to ``stream``, then read them back globally: on PostgreSQL
+    that waits until the visibility horizon passes them, so doctor's store sees them too."""
+    async with kronika.open_store(url) as store:
+        await store.append(stream, [NewEvent("Numbered", {"n": n}) for n in range(count)])
+        assert await store.read_all(limit=1)
+
+
+async def test_the_log_must_be_verified_in_time(check: RunCheck, store_url: str) -> None:
+    await filled(store_url, {})
+    assert found(await check("DR-VERIFY", PRODUCTION, url=store_url)) == []  # nothing stored
+    await _appended(store_url, "order-1", 3)
+    never = await check("DR-VERIFY", PRODUCTION, url=store_url)
+    assert found(never) == ["medium"]
+    assert "never verified" in never.findings[0].title
+    assert found(await check("DR-VERIFY", url=store_url)) == ["low"]  # local mode: advice
+    await _verify(store_url)
+    now = Thresholds(verify_max_age=0)
+    # Verified up to the newest event: nothing waits, however old the checkpoint gets.
+    assert found(await check("DR-VERIFY", PRODUCTION, url=store_url, thresholds=now)) == []
+    await _appended(store_url, "order-2", 2)
+    assert found(await check("DR-VERIFY", PRODUCTION, url=store_url)) == []  # 8 days to go
+    overdue = await check("DR-VERIFY", PRODUCTION, url=store_url, thresholds=now)
+    assert found(overdue) == ["medium"]
+    assert "not verified recently" in overdue.findings[0].title
+    assert "waited" in overdue.findings[0].found
+    await _verify(store_url)
+    assert found(await check("DR-VERIFY", PRODUCTION, url=store_url, thresholds=now)) == []
+
+
+async def test_verification_is_judged_on_the_memory_store_too(check: RunCheck) -> None:
+    url = f"memory://doctor-verify-{uuid.uuid4().hex}"
+    async with kronika.open_store(url) as store:  # the log lives while a store holds it
+        await store.append("order-1", [NewEvent("Numbered", {"n": 0})])
+        assert found(await check("DR-VERIFY", url=url)) == ["low"]
+        await _verify(url)
+        assert found(await check("DR-VERIFY", url=url)) == []
+
+
 # -- PostgreSQL: role, pool, TLS --------------------------------------------------------------
 
 
@@ -287,3 +340,41 @@ async def test_a_remote_database_needs_verified_tls(check: RunCheck, postgres_ur
     assert "sslmode=prefer" in result.findings[0].title
     # PGSSLMODE in doctor's environment (libpq itself reads the process's).
     assert found(await check("DR-DB-TLS", {"PGSSLMODE": "require"}, url=remote)) == ["medium"]
+
+
+# -- inline projections -----------------------------------------------------------------------
+
+
+class _Counted(InlineProjection):
+    """An inline projection keeping one document per stream of ``Numbered`` events."""
+
+    name = "counted"
+    collections = ("counts",)
+
+    @on("Numbered")
+    def numbered(self, event: RecordedEvent, ctx: InlineContext) -> None:
+        ctx.put_document("counts", event.stream, {"version": event.version})
+
+
+async def test_an_inline_projection_registered_on_a_full_log_needs_a_rebuild(
+    check: RunCheck, store_url: str
+) -> None:
+    await filled(store_url, {})
+    async with kronika.open_store(store_url, inline=[_Counted()]):
+        pass  # registered on an empty log: complete
+    assert found(await check("DR-INLINE", PRODUCTION, url=store_url)) == []
+
+    async with kronika.open_store(store_url) as store:
+        await store.drop_inline("counted")  # removed from the code: appends are allowed again
+    await filled(store_url, {"order-1": 3})  # events the projection never saw
+    async with kronika.open_store(store_url, inline=[_Counted()]):
+        pass
+    stale = await check("DR-INLINE", PRODUCTION, url=store_url)
+    assert found(stale) == ["high"]
+    assert "counted" in stale.findings[0].title
+    assert "kronika inline rebuild counted" in stale.findings[0].action
+    assert found(await check("DR-INLINE", url=store_url)) == ["medium"]  # local mode
+
+    async with kronika.open_store(store_url, inline=[_Counted()]) as store:
+        await store.rebuild_inline("counted")
+    assert found(await check("DR-INLINE", PRODUCTION, url=store_url)) == []

@@ -3,6 +3,7 @@ them; both backends keep order, read-your-writes and all-or-nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +12,7 @@ from test_processing_hot_path import mark, table
 import kronika
 from kronika.errors import KronikaError
 from kronika.runtime.worker import processing_of
+from kronika.store.processing import LeaseLost
 from kronika.store.protocol import EventStore
 
 
@@ -69,3 +71,66 @@ async def test_a_failing_write_rolls_back_the_whole_transaction(store: EventStor
     assert await rows(store, name) == {}
     with pytest.raises(KronikaError, match="parameters"):
         await without_parameters()
+
+
+async def test_writes_of_a_fenced_off_transaction_leave_nothing_behind(store: EventStore) -> None:
+    name, m = await create(store), mark(store)
+    processing = processing_of(store)
+    await processing.register_processor("fenced-writes", 1)
+    assert await processing.acquire_leases("fenced-writes", [0], "worker-a", 30) == [0]
+
+    async def write_as(owner: str, key: str) -> None:
+        async with processing.transaction() as tx:
+            for n in range(3):
+                await tx.write(f"INSERT INTO {name} (k, n) VALUES ({m}, {m})", [f"{key}-{n}", n])
+            await tx.set_checkpoint("fenced-writes", 0, 3, owner=owner)
+
+    with pytest.raises(LeaseLost):
+        await write_as("worker-b", "b")
+    assert await rows(store, name) == {}
+    await write_as("worker-a", "a")
+    assert await rows(store, name) == {"a-0": 0, "a-1": 1, "a-2": 2}
+
+
+async def test_a_write_failing_with_the_checkpoint_rolls_back_everything(store: EventStore) -> None:
+    name, m = await create(store), mark(store)
+    processing = processing_of(store)
+    await processing.register_processor("failing-writes", 1)
+
+    async def duplicate_then_checkpoint() -> None:
+        async with processing.transaction() as tx:
+            await tx.documents.put("c", "with-writes", {"n": 1})
+            await tx.write(f"INSERT INTO {name} (k, n) VALUES ({m}, 1)", ["x"])
+            await tx.write(f"INSERT INTO {name} (k, n) VALUES ({m}, 1)", ["x"])
+            await tx.set_checkpoint("failing-writes", 0, 9)
+
+    with pytest.raises(KronikaError, match=r"(?i)unique|duplicate"):
+        await duplicate_then_checkpoint()
+    assert await rows(store, name) == {}
+    record = await processing.processor("failing-writes")
+    assert record is not None
+    assert record.checkpoints == {}
+    async with processing.documents_reader() as docs:
+        assert await docs.get("c", "with-writes") is None
+
+
+async def test_a_write_that_executemany_refuses_still_runs(sqlite_url: str) -> None:
+    async with kronika.open_store(sqlite_url) as store:
+        name = await create(store)
+        async with processing_of(store).transaction() as tx:
+            for key in ["a", "b"]:  # two runs of a statement sqlite3's executemany refuses
+                await tx.write(f"SELECT ?, (SELECT count(*) FROM {name})", [key])
+            await tx.write(f"INSERT INTO {name} (k, n) VALUES (?, 1)", ["c"])
+        assert await rows(store, name) == {"c": 1}
+
+
+async def test_a_sqlite_write_takes_the_lock_only_when_it_runs(sqlite_url: str) -> None:
+    """A handler may append after writes (not after a statement): writes wait in the
+    transaction until its checkpoint or commit."""
+    async with kronika.open_store(sqlite_url) as store:
+        name = await create(store)
+        async with processing_of(store).transaction() as tx:
+            await tx.write(f"INSERT INTO {name} (k, n) VALUES (?, 1)", ["before-append"])
+            await asyncio.wait_for(store.append("s-1", [kronika.NewEvent("Tick", {})]), 5)
+        assert await rows(store, name) == {"before-append": 1}
+        assert await store.head_position() == 1

@@ -21,6 +21,7 @@ from kronika.cli import (
     demo,
     doctor,
     events,
+    inline,
     keys,
     maintenance,
     migrate,
@@ -78,6 +79,7 @@ app.command(name="smoke")(smoke.smoke)
 app.command(name="verify")(verify.verify)
 app.add_typer(processors.app, name="processors")
 app.add_typer(replay.app, name="replay")
+app.add_typer(inline.app, name="inline")
 app.add_typer(keys.app, name="keys")
 app.add_typer(backup.app, name="backup")
 app.command(name="restore")(backup.restore)

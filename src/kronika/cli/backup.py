@@ -15,18 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as RichProgress
 from rich.table import Table
 from typer.core import TyperGroup
 
-from kronika.cli import output
+from kronika.cli import options, output
 from kronika.cli.context import run, settings_of
 from kronika.errors import ValidationError
 from kronika.ops import backup as ops
@@ -52,41 +44,6 @@ app = typer.Typer(
 )
 FILE = Annotated[Path, typer.Argument(metavar="FILE", help="The archive file.")]
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="Draw no progress bar.")]
-
-
-class _Bar:
-    """A Rich progress bar on stderr, one task per phase; silent when not a terminal."""
-
-    def __init__(self, quiet: bool) -> None:
-        self._progress = RichProgress(
-            TextColumn("{task.description:<12}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            console=output.err,
-            disable=quiet or not output.err.is_terminal,
-            transient=True,
-        )
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> _Bar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def phase(self, label: str, total: int) -> None:
-        """Start a new task of ``total`` rows or bytes."""
-        if self._task is not None:
-            self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(label, total=max(total, 1))
-
-    def done(self, completed: int) -> None:
-        """Move the current task to ``completed``."""
-        if self._task is not None:
-            self._progress.update(self._task, completed=completed)
 
 
 def _store(ctx: typer.Context) -> EventStore:
@@ -139,12 +96,12 @@ def create(
     file: FILE,
     *,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
-    quiet: QUIET = False,
+    quiet: options.QUIET = False,
     as_json: JSON = False,
 ) -> None:
     """Write an archive of the store (every namespace) while it stays in use."""
     store = _store(ctx)
-    with _Bar(quiet) as bar:
+    with output.ProgressBar(quiet) as bar:
         record = run(ops.backup(store, file, force=force, progress=bar))
     if as_json:
         output.print_json(_record_dict(record))
@@ -169,12 +126,12 @@ def verify(
             "if it is not one of its backups).",
         ),
     ] = False,
-    quiet: QUIET = False,
+    quiet: options.QUIET = False,
     as_json: JSON = False,
 ) -> None:
     """Check an archive without restoring it; exit 1 with the reason when it is bad."""
     try:
-        with _Bar(quiet) as bar:
+        with output.ProgressBar(quiet) as bar:
             summary = ops.verify(file, progress=bar)
     except ValidationError as exc:
         if as_json:
@@ -262,12 +219,12 @@ def restore(
             "start again from the first event.",
         ),
     ] = False,
-    quiet: QUIET = False,
+    quiet: options.QUIET = False,
     as_json: JSON = False,
 ) -> None:
     """Restore an archive into an empty store (SQLite or PostgreSQL, either direction)."""
     store = _store(ctx)
-    with _Bar(quiet) as bar:
+    with output.ProgressBar(quiet) as bar:
         result = run(
             ops.restore(store, file, merge=merge, processing=not without_processing, progress=bar)
         )

@@ -14,9 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kronika.cli import output
+from kronika.cli import options, output
 from kronika.cli.context import run, settings_of
-from kronika.errors import ValidationError
 
 if TYPE_CHECKING:
     from kronika.ops.doctor import Report, Severity
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["doctor"]
 
 HOUR = 3600.0
+DAY = 24 * HOUR
 COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 STATUS_COLOURS = {"ok": "green", "finding": "red", "skipped": "dim", "error": "bold red"}
 
@@ -55,18 +55,8 @@ def doctor(  # noqa: PLR0917 - Typer passes every option by keyword anyway
             show_default=False,
         ),
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="API key or JWT for the server (else the global --token / $KRONIKA_TOKEN).",
-            show_default=False,
-        ),
-    ] = None,
-    cacert: Annotated[
-        str | None,
-        typer.Option("--cacert", help="PEM file of CA certificates to trust for the server."),
-    ] = None,
+    token: options.TOKEN = None,
+    cacert: options.CACERT = None,
     app_ref: Annotated[
         str | None,
         typer.Option(
@@ -84,7 +74,7 @@ def doctor(  # noqa: PLR0917 - Typer passes every option by keyword anyway
         Level,
         typer.Option("--fail-on", help="Exit 1 when a finding is at least this severe."),
     ] = Level.HIGH,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: options.JSON_DOCUMENT = False,
     show_all: Annotated[
         bool, typer.Option("--all", help="List every check, passed and skipped ones too.")
     ] = False,
@@ -122,9 +112,12 @@ def doctor(  # noqa: PLR0917 - Typer passes every option by keyword anyway
     backup_max_age: Annotated[
         float, typer.Option(help="The newest backup may be this many hours old.", min=0)
     ] = 26.0,
-    timeout: Annotated[
+    verify_max_age: Annotated[
         float,
-        typer.Option(help="Seconds each connection or request may take.", min=0.1),
+        typer.Option(help="Events may wait this many days to be verified (kronika verify).", min=0),
+    ] = 8.0,
+    timeout: Annotated[
+        float, options.timeout("Seconds each connection or request may take.")
     ] = 10.0,
 ) -> None:
     """Check the configuration, the store, the processors and (with --server) a running
@@ -135,12 +128,12 @@ def doctor(  # noqa: PLR0917 - Typer passes every option by keyword anyway
         _list(as_json)
         return
     settings = settings_of(ctx)
-    options = DoctorOptions(
+    chosen = DoctorOptions(
         environ=os.environ,
         url=ctx.find_root().params.get("url"),
         namespace=settings.namespace,
         mode=mode.value if mode else None,
-        server=_server(server) if server else settings.server,
+        server=options.http_url(server, "--server").rstrip("/") if server else settings.server,
         token=token or settings.token,
         cacert=cacert,
         app=app_ref,
@@ -154,10 +147,11 @@ def doctor(  # noqa: PLR0917 - Typer passes every option by keyword anyway
             dead_letter_age=dead_letter_age * HOUR,
             long_stream=long_stream,
             backup_max_age=backup_max_age * HOUR,
+            verify_max_age=verify_max_age * DAY,
         ),
         timeout=timeout,
     )
-    report = run(run_doctor(options))
+    report = run(run_doctor(chosen))
     threshold = _severity(fail_on)
     if as_json:
         output.print_json(report.to_dict(threshold))
@@ -165,12 +159,6 @@ def doctor(  # noqa: PLR0917 - Typer passes every option by keyword anyway
         _print(report, threshold, show_all)
     if report.failing(threshold) or report.errors:
         raise typer.Exit(1)
-
-
-def _server(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValidationError(f"expected http(s)://HOST:PORT, got {value!r}", "--server")
-    return value.rstrip("/")
 
 
 def _severity(level: Level) -> Severity:

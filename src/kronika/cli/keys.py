@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kronika.cli import output
-from kronika.cli.operations import Operations, operate
+from kronika.cli.operations import NewKey, Operations, operate
 from kronika.server.security import apikeys, management
 
 __all__ = ["app", "keys_table"]
@@ -59,8 +59,15 @@ def create(
     lifetime = management.parse_duration(expires_in) if expires_in else None
     management.parse_roles(role)  # refuse a bad role before anything is sent
 
+    key = NewKey(
+        roles=tuple(role),
+        categories=None if category is None else tuple(category),
+        name=name,
+        expires_in=lifetime,
+    )
+
     async def action(ops: Operations) -> tuple[str, dict[str, Any]]:
-        return await ops.create_key(role, categories=category, name=name, expires_in=lifetime)
+        return await ops.create_key(key)
 
     token, record = operate(ctx, action, database_url=database_url)
     if as_json:

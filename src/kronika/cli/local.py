@@ -8,11 +8,10 @@ need the projection's definition, so they need ``--app``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from kronika.cli.operations import FailureAction
+from kronika.cli.operations import FailureAction, NewKey
 from kronika.domain.events import RecordedEvent
 from kronika.errors import ConfigurationError, NotFound, ValidationError
 from kronika.runtime import admin, replay
@@ -131,17 +130,14 @@ class LocalOperations:
 
     # -- keys and the maintenance switch -----------------------------------------------
 
-    async def create_key(
-        self,
-        roles: Sequence[str],
-        *,
-        categories: Sequence[str] | None,
-        name: str,
-        expires_in: timedelta | None,
-    ) -> tuple[str, JSONObject]:
+    async def create_key(self, key: NewKey) -> tuple[str, JSONObject]:
         """See :class:`~kronika.cli.operations.Operations`."""
         token, record = await management.create_key(
-            self.store, roles, categories=categories, name=name, expires_in=expires_in
+            self.store,
+            key.roles,
+            categories=key.categories,
+            name=key.name,
+            expires_in=key.expires_in,
         )
         return token, management.key_dict(record, record.created_at)
 

@@ -11,7 +11,8 @@ prints the same lines either way.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -20,12 +21,26 @@ import typer
 from kronika.cli.context import Settings, run, settings_of
 from kronika.domain.events import RecordedEvent
 
-__all__ = ["FailureAction", "Operations", "operate"]
+__all__ = ["FailureAction", "NewKey", "Operations", "operate"]
 
 T = TypeVar("T")
 JSONObject = dict[str, Any]
 FailureAction = Literal["retry", "skip"]
 """What an operator asks of the worker owning a failed key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewKey:
+    """An API key to create (``kronika keys create``)."""
+
+    roles: tuple[str, ...]
+    """The roles it grants."""
+    categories: tuple[str, ...] | None = None
+    """The stream categories it is limited to (``None``: all)."""
+    name: str = ""
+    """A label, such as ``ci-deploy``."""
+    expires_in: timedelta | None = None
+    """Its lifetime (``None``: it never expires)."""
 
 
 class Operations(Protocol):
@@ -83,14 +98,7 @@ class Operations(Protocol):
         """Make a kept generation live again."""
         ...
 
-    async def create_key(
-        self,
-        roles: Sequence[str],
-        *,
-        categories: Sequence[str] | None,
-        name: str,
-        expires_in: timedelta | None,
-    ) -> tuple[str, JSONObject]:
+    async def create_key(self, key: NewKey) -> tuple[str, JSONObject]:
         """Create an API key: the key itself (shown once) and its record (``key_dict``)."""
         ...
 

@@ -13,6 +13,17 @@ from typing import Any
 import orjson
 from rich.console import Console, JustifyMethod
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from kronika.domain.events import RecordedEvent, StreamInfo
@@ -25,6 +36,7 @@ from kronika.errors import (
 )
 
 __all__ = [
+    "ProgressBar",
     "err",
     "event_line",
     "event_to_dict",
@@ -153,3 +165,57 @@ def event_line(event: RecordedEvent) -> str:
     tags = f" [{', '.join(event.tags)}]" if event.tags else ""
     where = f"{event.stream}@{event.version}"
     return f"{event.position:>8}  {stamp}  {where}  {event.type}{tags}  {_short_json(event.data)}"
+
+
+class ProgressBar:
+    """A Rich progress bar on stderr for long operations (backup, restore, verify, retention),
+    one task at a time; drawn only when stderr is a terminal and ``quiet`` is off.
+
+    ``text`` is the label column's Rich format (``{task.description}`` and the task's
+    ``{task.fields[...]}``); ``counts`` shows done/total rows and the time elapsed instead
+    of a percentage and the time remaining; a ``transient`` bar is erased when it stops.
+    It serves as a backup's :class:`~kronika.ops.backup.Progress` (``phase``, ``done``).
+    """
+
+    def __init__(
+        self,
+        quiet: bool,
+        *,
+        text: str = "{task.description:<12}",
+        counts: bool = False,
+        transient: bool = True,
+    ) -> None:
+        columns: list[ProgressColumn] = [
+            TextColumn(text),
+            BarColumn(),
+            MofNCompleteColumn() if counts else TaskProgressColumn(),
+            TimeElapsedColumn() if counts else TimeRemainingColumn(),
+        ]
+        self._progress = Progress(
+            *columns, console=err, disable=quiet or not err.is_terminal, transient=transient
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def phase(self, label: str, total: int | None, **fields: Any) -> None:
+        """Start a new task of ``total`` steps (``None``: not known yet) in place of the
+        current one; ``fields`` fill the label's ``{task.fields[...]}``."""
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(label, total=total, **fields)
+
+    def done(self, completed: int, *, total: int | None = None, **fields: Any) -> None:
+        """Move the current task to ``completed`` steps (and to a new ``total``)."""
+        if self._task is not None:
+            self._progress.update(self._task, completed=completed, total=total, **fields)
+
+    def advance(self, steps: int) -> None:
+        """Move the current task ``steps`` further."""
+        if self._task is not None:
+            self._progress.advance(self._task, steps)

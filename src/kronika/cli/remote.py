@@ -2,28 +2,23 @@
 
 :class:`RemoteOperations` calls the server's routes (processors, failed keys, dead
 letters, replays, keys, the maintenance switch) with the bearer token of ``--token`` or
-``$KRONIKA_TOKEN``. Requests go through the HTTP client store's transport, so failures
-become the same :mod:`kronika.errors` as everywhere: an unreachable server is
-``Unavailable`` naming its URL, and the server's problem+json answers come back as their
-classes. :func:`explained` adds what the operator should change to a 401 or 403.
+``$KRONIKA_TOKEN``. Requests go through :class:`kronika.ops.httpclient.ServerApi` (the
+HTTP client store's transport), so failures become the same :mod:`kronika.errors` as
+everywhere: an unreachable server is ``Unavailable`` naming its URL, and the server's
+problem+json answers come back as their classes. :func:`explained` adds what the operator
+should change to a 401 or 403.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
-import orjson
-
 from kronika.cli.context import Settings
-from kronika.cli.operations import FailureAction
+from kronika.cli.operations import FailureAction, NewKey
 from kronika.domain.events import RecordedEvent
 from kronika.errors import Forbidden, KronikaError, Unauthorized
-from kronika.store.http.config import HttpConfig
-from kronika.store.http.transport import Transport
+from kronika.ops.httpclient import ServerApi, server_config
 from kronika.store.http.wire import events_from_json
 
 __all__ = ["TIMEOUT", "RemoteOperations", "explained"]
@@ -39,39 +34,12 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class RemoteOperations:
+class RemoteOperations(ServerApi):
     """:class:`~kronika.cli.operations.Operations` through a server's HTTP API."""
 
     def __init__(self, server: str, token: str | None, namespace: str | None = None) -> None:
-        options: dict[str, Any] = {"timeout": TIMEOUT}
-        if token is not None:
-            options["token"] = token
-        if namespace is not None:  # anything but the default is refused, naming the option
-            options["namespace"] = namespace
-        self.config = HttpConfig.from_url(server, **options)
-        self._transport: Transport | None = None
-
-    async def __aenter__(self) -> Self:
-        self._transport = Transport(self.config)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._transport is not None:
-            await self._transport.aclose()
-            self._transport = None
-
-    async def _call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """Send one request; the answer's JSON (``None`` for an empty answer)."""
-        assert self._transport is not None, "use RemoteOperations with async with"
-        content = None if body is None else orjson.dumps(body)
-        query = {k: v for k, v in params.items() if v is not None} or None
-        response = await self._transport.call(method, path, params=query, body=content)
-        return self._transport.decode(response) if response.content else None
+        # A namespace other than the server's own is refused, naming the option.
+        super().__init__(server_config(server, token=token, timeout=TIMEOUT, namespace=namespace))
 
     @staticmethod
     def _processor(name: str, suffix: str = "") -> str:
@@ -81,105 +49,98 @@ class RemoteOperations:
 
     async def processors(self) -> list[JSONObject]:
         """See :class:`~kronika.cli.operations.Operations`."""
-        answer: list[JSONObject] = (await self._call("GET", "/v1/processors"))["processors"]
+        answer: list[JSONObject] = (await self.call("GET", "/v1/processors"))["processors"]
         return answer
 
     async def failed(self, processor: str | None) -> list[JSONObject]:
         """See :class:`~kronika.cli.operations.Operations`."""
-        answer = await self._call("GET", "/v1/failed", processor=processor)
+        answer = await self.call("GET", "/v1/failed", processor=processor)
         failed: list[JSONObject] = answer["failed"]
         return failed
 
     async def dead_letters(self, processor: str, key: str) -> list[RecordedEvent]:
         """See :class:`~kronika.cli.operations.Operations`."""
         path = self._processor(processor, "/dead-letters")
-        return events_from_json(await self._call("GET", path, key=key))
+        return events_from_json(await self.call("GET", path, key=key))
 
     async def request(self, action: FailureAction, processor: str, key: str) -> None:
         """See :class:`~kronika.cli.operations.Operations`."""
-        await self._call("POST", self._processor(processor, f"/failed/{action}"), {"key": key})
+        await self.call("POST", self._processor(processor, f"/failed/{action}"), {"key": key})
 
     async def pause(self, processor: str) -> None:
         """See :class:`~kronika.cli.operations.Operations`."""
-        await self._call("POST", self._processor(processor, "/pause"))
+        await self.call("POST", self._processor(processor, "/pause"))
 
     async def resume(self, processor: str) -> None:
         """See :class:`~kronika.cli.operations.Operations`."""
-        await self._call("POST", self._processor(processor, "/resume"))
+        await self.call("POST", self._processor(processor, "/resume"))
 
     # -- replays ----------------------------------------------------------------------
 
     async def start_replay(self, processor: str) -> JSONObject:
         """See :class:`~kronika.cli.operations.Operations`."""
-        job: JSONObject = await self._call("POST", self._processor(processor, "/replay"))
+        job: JSONObject = await self.call("POST", self._processor(processor, "/replay"))
         return job
 
     async def replays(self) -> list[JSONObject]:
         """See :class:`~kronika.cli.operations.Operations`."""
-        answer: list[JSONObject] = (await self._call("GET", "/v1/replays"))["replays"]
+        answer: list[JSONObject] = (await self.call("GET", "/v1/replays"))["replays"]
         return answer
 
     async def generations(self, processor: str) -> list[JSONObject]:
         """See :class:`~kronika.cli.operations.Operations`."""
-        answer = await self._call("GET", self._processor(processor, "/generations"))
+        answer = await self.call("GET", self._processor(processor, "/generations"))
         found: list[JSONObject] = answer["generations"]
         return found
 
     async def stop_replay(self, job: str) -> JSONObject:
         """See :class:`~kronika.cli.operations.Operations`."""
-        moved: JSONObject = await self._call("POST", f"/v1/replays/{_segment(job)}/stop")
+        moved: JSONObject = await self.call("POST", f"/v1/replays/{_segment(job)}/stop")
         return moved
 
     async def resume_replay(self, job: str) -> JSONObject:
         """See :class:`~kronika.cli.operations.Operations`."""
-        moved: JSONObject = await self._call("POST", f"/v1/replays/{_segment(job)}/resume")
+        moved: JSONObject = await self.call("POST", f"/v1/replays/{_segment(job)}/resume")
         return moved
 
     async def delete_replay(self, job: str, wait: float) -> None:
         """See :class:`~kronika.cli.operations.Operations`; the server waits for workers
         for its own time (15 s), whatever ``wait`` says."""
-        await self._call("DELETE", f"/v1/replays/{_segment(job)}")
+        await self.call("DELETE", f"/v1/replays/{_segment(job)}")
 
     async def activate(self, processor: str, generation: int) -> None:
         """See :class:`~kronika.cli.operations.Operations`."""
         path = self._processor(processor, f"/generations/{generation}/activate")
-        await self._call("POST", path)
+        await self.call("POST", path)
 
     # -- keys and the maintenance switch -----------------------------------------------
 
-    async def create_key(
-        self,
-        roles: Sequence[str],
-        *,
-        categories: Sequence[str] | None,
-        name: str,
-        expires_in: timedelta | None,
-    ) -> tuple[str, JSONObject]:
+    async def create_key(self, key: NewKey) -> tuple[str, JSONObject]:
         """See :class:`~kronika.cli.operations.Operations`."""
         body = {
-            "roles": list(roles),
-            "categories": None if categories is None else list(categories),
-            "name": name,
-            "expires_in": None if expires_in is None else int(expires_in.total_seconds()),
+            "roles": list(key.roles),
+            "categories": None if key.categories is None else list(key.categories),
+            "name": key.name,
+            "expires_in": None if key.expires_in is None else int(key.expires_in.total_seconds()),
         }
-        answer: JSONObject = await self._call("POST", "/v1/keys", body)
+        answer: JSONObject = await self.call("POST", "/v1/keys", body)
         return str(answer.pop("key")), answer
 
     async def keys(self) -> list[JSONObject]:
         """See :class:`~kronika.cli.operations.Operations`."""
-        answer: list[JSONObject] = (await self._call("GET", "/v1/keys"))["keys"]
+        answer: list[JSONObject] = (await self.call("GET", "/v1/keys"))["keys"]
         return answer
 
     async def revoke_key(self, key_id: str) -> JSONObject:
         """See :class:`~kronika.cli.operations.Operations`."""
-        record: JSONObject = await self._call("DELETE", f"/v1/keys/{_segment(key_id.strip())}")
+        record: JSONObject = await self.call("DELETE", f"/v1/keys/{_segment(key_id.strip())}")
         return record
 
     async def maintenance(self, enabled: bool | None) -> JSONObject:
         """See :class:`~kronika.cli.operations.Operations`."""
         if enabled is not None:
-            await self._call("POST", "/v1/admin/maintenance", {"enabled": enabled})
-        status = await self._call("GET", "/status")
+            await self.call("POST", "/v1/admin/maintenance", {"enabled": enabled})
+        status = await self.call("GET", "/status")
         return {key: status.get(key) for key in ("maintenance", "ready", "failing")}
 
 

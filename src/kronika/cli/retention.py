@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kronika.cli import output
+from kronika.cli import options, output
 from kronika.cli.context import with_store
 from kronika.store.protocol import EventStore
 
@@ -106,7 +103,7 @@ def apply(  # noqa: PLR0917 - Typer passes every option by keyword anyway
         ),
     ] = None,
     json: JSON = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: options.QUIET = False,
 ) -> None:
     """List what the retention policies remove now; remove it with --apply."""
     from kronika.ops import retention
@@ -122,8 +119,11 @@ def apply(  # noqa: PLR0917 - Typer passes every option by keyword anyway
         )
         if not do_it:
             return retention.dry_run(found)
-        with _progress(found.total, quiet or json) as advance:
-            return await retention.apply(store, found, progress=advance)
+        with output.ProgressBar(
+            quiet or json, text="retention", counts=True, transient=False
+        ) as bar:
+            bar.phase("retention", found.total)
+            return await retention.apply(store, found, progress=bar.advance)
 
     report = with_store(ctx, go)
     if json:
@@ -140,22 +140,6 @@ def _processors(reference: str | None) -> list[Processor]:
     from kronika.runtime.loading import load_processors
 
     return load_processors(reference)
-
-
-@contextlib.contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr over ``total`` rows; off when quiet or not a terminal."""
-    bar = Progress(
-        TextColumn("retention"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=output.err,
-        disable=quiet or not output.err.is_terminal,
-    )
-    task = bar.add_task("retention", total=total)
-    with bar:
-        yield lambda rows: bar.advance(task, rows)
 
 
 def _print(report: Report) -> None:

@@ -110,9 +110,10 @@ def _run(settings: Any) -> None:
 
     from kronika.cli.telemetry import start_telemetry
     from kronika.server.app import create_app
+    from kronika.server.protocol import http_protocol
 
     start_telemetry("kronika-server")
-    app = create_app(settings)
+    app = create_app(settings, freeze_heap=True)  # see create_app: the HTTP p99
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -120,6 +121,7 @@ def _run(settings: Any) -> None:
         ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
         proxy_headers=False,  # the app trusts X-Forwarded-* only from its trusted_proxies
+        http=http_protocol(),  # one socket write per response (kronika.server.protocol)
         server_header=False,
         timeout_graceful_shutdown=settings.drain_timeout,
         lifespan="on",

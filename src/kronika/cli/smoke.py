@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kronika.cli import output
+from kronika.cli import options, output
 from kronika.cli.context import run, settings_of
 from kronika.domain import names
 from kronika.errors import ValidationError
@@ -40,8 +40,7 @@ def smoke(  # noqa: PLR0917 - Typer passes every option by keyword anyway
         str, typer.Option("--type", help="The type of the appended event.")
     ] = "SmokeTested",
     timeout: Annotated[
-        float,
-        typer.Option(help="Seconds for each request and for the processor to catch up.", min=0.1),
+        float, options.timeout("Seconds for each request and for the processor to catch up.")
     ] = 30.0,
     observability: Annotated[
         bool,
@@ -50,19 +49,9 @@ def smoke(  # noqa: PLR0917 - Typer passes every option by keyword anyway
             help="Also check correlation ids and that the append moved the metrics.",
         ),
     ] = False,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="API key or JWT (else the global --token / $KRONIKA_TOKEN).",
-            show_default=False,
-        ),
-    ] = None,
-    cacert: Annotated[
-        str | None,
-        typer.Option("--cacert", help="PEM file of CA certificates to trust for the server."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    token: options.TOKEN = None,
+    cacert: options.CACERT = None,
+    as_json: options.JSON_DOCUMENT = False,
 ) -> None:
     """Smoke-test a running server: append, read back, wait for a processor, check /metrics
     and /readyz; exit 1 when a step fails."""
@@ -72,8 +61,7 @@ def smoke(  # noqa: PLR0917 - Typer passes every option by keyword anyway
     target = url or settings.server
     if not target:
         raise ValidationError("give the server's URL (or the global --server)", "URL")
-    if not target.startswith(("http://", "https://")):
-        raise ValidationError(f"expected http(s)://HOST:PORT, got {target!r}", "URL")
+    options.http_url(target, "URL")
     names.check_name(event_type, "--type", names.MAX_TYPE_LENGTH)
     result = run(
         run_smoke(

@@ -9,14 +9,14 @@ against its recorded checkpoints, and every stream row against its newest event 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from kronika.cli import output
+from kronika.cli import options, output
 from kronika.cli.context import run, settings_of
 from kronika.store.integrity import chains_of
 from kronika.store.protocol import EventStore
@@ -66,11 +66,13 @@ def verify(
         ),
     ] = DEFAULT_CHECKPOINT_EVERY,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Draw no progress bar.")] = False,
+    quiet: options.QUIET = False,
 ) -> None:
     """Verify the event log's hash chains; exit 1 if an event was altered, removed or reordered."""
     store = settings_of(ctx).database_store()
-    with _Bar(quiet or as_json) as bar:
+    text = "verify {task.fields[events]:>12,} events"
+    with output.ProgressBar(quiet or as_json, text=text) as bar:
+        bar.phase("verify", None, events=0)
         report = run(
             _verify(
                 store,
@@ -78,7 +80,7 @@ def verify(
                 from_position=from_position,
                 max_events=max_events,
                 checkpoint_every=checkpoint_every,
-                bar=bar,
+                progress=_follow(bar),
             )
         )
     if as_json:
@@ -96,7 +98,7 @@ async def _verify(
     from_position: int | None,
     max_events: int | None,
     checkpoint_every: int,
-    bar: _Bar,
+    progress: Callable[[VerifyProgress], None],
 ) -> VerifyReport:
     async with store:
         return await verify_chains(
@@ -105,37 +107,18 @@ async def _verify(
             from_position=from_position,
             max_events=max_events,
             checkpoint_every=checkpoint_every,
-            progress=bar.update,
+            progress=progress,
         )
 
 
-class _Bar:
-    """A Rich progress bar on stderr over the positions to check; off when not a terminal."""
+def _follow(bar: output.ProgressBar) -> Callable[[VerifyProgress], None]:
+    """Move ``bar`` with the verifier (positions are not dense: the bar follows them)."""
 
-    def __init__(self, quiet: bool) -> None:
-        self._progress = Progress(
-            TextColumn("verify {task.fields[events]:>12,} events"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            console=output.err,
-            disable=quiet or not output.err.is_terminal,
-            transient=True,
-        )
-        self._task = self._progress.add_task("verify", total=None, events=0)
-
-    def __enter__(self) -> _Bar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def update(self, progress: VerifyProgress) -> None:
-        """Move the bar to ``progress`` (positions are not dense: the bar follows them)."""
+    def update(progress: VerifyProgress) -> None:
         total = max(1, progress.upto - progress.start)
-        done = progress.position - progress.start
-        self._progress.update(self._task, total=total, completed=done, events=progress.events)
+        bar.done(progress.position - progress.start, total=total, events=progress.events)
+
+    return update
 
 
 def _print(report: VerifyReport, namespace: str) -> None:

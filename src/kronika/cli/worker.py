@@ -69,16 +69,21 @@ def worker(  # noqa: PLR0917 - Typer passes every option by keyword anyway
         ),
     ] = None,
 ) -> None:
-    """Run processors; several workers on one PostgreSQL share the work through leases."""
+    """Run processors; several workers on one PostgreSQL share the work through leases.
+
+    Inline projections the app lists are registered on the worker's store, so the events
+    its reactors and sagas append update them too.
+    """
     from kronika.cli.telemetry import start_telemetry
     from kronika.ops.retention import scheduled
     from kronika.ops.retention_policy import RetentionPolicy
-    from kronika.runtime.loading import load_processors
+    from kronika.runtime.loading import load_inline, load_processors
     from kronika.runtime.worker import Worker
 
     processors = load_processors(app)
     policy = RetentionPolicy.from_env(os.environ).with_values(interval=retention_interval)
-    store = settings_of(ctx).database_store()
+    # The app's inline projections run in this process's appends too (reactors, sagas).
+    store = settings_of(ctx).database_store(inline=load_inline(app))
     start_telemetry("kronika-worker", namespace=store.namespace)
 
     async def go() -> None:

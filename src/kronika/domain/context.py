@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-__all__ = ["CORRELATION_ID", "CAUSATION_ID", "Causation", "caused_by", "current_causation"]
+__all__ = [
+    "CAUSATION_ID",
+    "CORRELATION_ID",
+    "Causation",
+    "caused_by",
+    "current_causation",
+    "reset_cause",
+    "set_cause",
+]
 
 CORRELATION_ID = "correlation_id"
 """Metadata key of the conversation an event belongs to."""
@@ -31,12 +39,26 @@ class Causation:
     """The message being handled now."""
 
 
-_current: ContextVar[Causation | None] = ContextVar("kronika_causation", default=None)
+_Pending = tuple[object, object, "_Cause"]
+"""A cause set by :func:`set_cause`: (message id, correlation id or None, the enclosing
+cause); its ids become strings only when asked for."""
+_Cause = Causation | _Pending | None
+_current: ContextVar[_Cause] = ContextVar("kronika_causation", default=None)
+
+
+def _resolved(cause: _Cause) -> Causation | None:
+    if not isinstance(cause, tuple):
+        return cause
+    message_id, correlation_id, outer = cause
+    if correlation_id is None:
+        enclosing = _resolved(outer)
+        correlation_id = enclosing.correlation_id if enclosing else message_id
+    return Causation(str(correlation_id), str(message_id))
 
 
 def current_causation() -> Causation | None:
     """The ids that events appended now inherit, if a :func:`caused_by` block is active."""
-    return _current.get()
+    return _resolved(_current.get())
 
 
 @contextmanager
@@ -46,7 +68,7 @@ def caused_by(message_id: object, correlation_id: object | None = None) -> Itera
     ``correlation_id`` defaults to the enclosing block's, or else to ``message_id`` (the
     message starts a conversation).
     """
-    outer = _current.get()
+    outer = current_causation()
     if correlation_id is None:
         correlation_id = outer.correlation_id if outer else message_id
     causation = Causation(str(correlation_id), str(message_id))
@@ -55,3 +77,19 @@ def caused_by(message_id: object, correlation_id: object | None = None) -> Itera
         yield causation
     finally:
         _current.reset(token)
+
+
+def set_cause(message_id: object, correlation_id: object | None = None) -> Token[_Cause]:
+    """What ``with caused_by(message_id, correlation_id)`` does on entry, for the runtime's
+    hot path; undo it with :func:`reset_cause`.
+
+    A worker sets one cause per handled event, and most handlers append nothing: this sets
+    one context variable, and the ids become strings only if an event is appended (or
+    :func:`current_causation` is called) before the reset.
+    """
+    outer = _current.get() if correlation_id is None else None
+    return _current.set((message_id, correlation_id, outer))
+
+
+reset_cause = _current.reset
+"""Undo a :func:`set_cause` (given its token)."""

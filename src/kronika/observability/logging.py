@@ -25,14 +25,13 @@ line per message per minute, so a dead collector cannot flood the logs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import IO, Any
@@ -54,6 +53,8 @@ __all__ = [
     "log_context",
     "parse_levels",
     "personal_values",
+    "reset_event_log_context",
+    "set_event_log_context",
 ]
 
 ENVIRONMENT = (
@@ -109,6 +110,18 @@ class event_log_context:  # noqa: N801 - used like contextlib's lower-case manag
             _handling.reset(self._token)
 
 
+def set_event_log_context(
+    processor: str, partition: int, event: Any
+) -> Token[tuple[str, int, Any] | None]:
+    """What entering :class:`event_log_context` does, for the runtime's hot path (one call
+    per handled event); undo it with :func:`reset_event_log_context`."""
+    return _handling.set((processor, partition, event))
+
+
+reset_event_log_context = _handling.reset
+"""Undo a :func:`set_event_log_context` (given its token)."""
+
+
 class handling:  # noqa: N801
     """Everything observed about handling one event: its span (child of the event's
     ``traceparent``, see :func:`.tracing.handling_span`) and :class:`event_log_context`."""
@@ -137,24 +150,39 @@ def _handled_personal() -> frozenset[str]:
     return frozenset(v for v in values if len(v) >= MIN_PERSONAL)
 
 
-@contextlib.contextmanager
-def log_context(fields: Mapping[str, Any], *, personal: Iterable[object] = ()) -> Iterator[None]:
+class log_context:  # noqa: N801 - used like the function it was: ``with log_context({...})``
     """Add ``fields`` to every log line inside the block; never log the ``personal`` values.
 
     ``personal`` values are hidden wherever they appear in a line, also inside an error
     message (a handler that fails with "bad address ann@example.org" is logged with
     "bad address [redacted]").
+
+    A plain class, not a generator context manager: the server opens one per request.
     """
-    token = _context.set({**_context.get(), **fields})
-    values = {str(v).strip() for v in personal if v is not None}
-    values = {v for v in values if len(v) >= MIN_PERSONAL}
-    ptoken = _personal.set(_personal.get() | values) if values else None
-    try:
-        yield
-    finally:
-        if ptoken is not None:
-            _personal.reset(ptoken)
-        _context.reset(token)
+
+    __slots__ = ("_fields", "_personal", "_ptoken", "_token")
+
+    def __init__(self, fields: Mapping[str, Any], *, personal: Iterable[object] = ()) -> None:
+        self._fields = fields
+        self._personal = personal
+        self._token: Token[Mapping[str, Any]] | None = None
+        self._ptoken: Token[frozenset[str]] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _context.set({**_context.get(), **self._fields})
+        if self._personal:
+            values = {str(v).strip() for v in self._personal if v is not None}
+            values = {v for v in values if len(v) >= MIN_PERSONAL}
+            if values:
+                self._ptoken = _personal.set(_personal.get() | values)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ptoken is not None:
+            _personal.reset(self._ptoken)
+            self._ptoken = None
+        if self._token is not None:
+            _context.reset(self._token)
+            self._token = None
 
 
 def personal_values(data: Mapping[str, Any], metadata: Mapping[str, Any]) -> list[object]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import time
 import weakref
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -422,6 +423,35 @@ async def timed_handler(processor: str, call: Awaitable[T]) -> T:
         _handler_duration(processor).observe(time.perf_counter() - started)
 
 
+def handler_durations(processor: str, seconds: Sequence[float]) -> None:
+    """Observe the durations of several handler calls (a batch's) at once.
+
+    The same as one observation each, for a fraction of the cost: the sum is added once,
+    and each bucket is incremented once by the number of values that fall in it.
+    """
+    if seconds:
+        _observe_many(_handler_duration(processor), seconds)
+
+
+def _observe_many(child: Any, values: Sequence[float]) -> None:
+    """``child.observe(v)`` for every value, through the histogram child's own values
+    (as ``observe`` does: the first bucket whose upper bound is at least the value)."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # another prometheus-client
+        for value in values:
+            child.observe(value)
+        return
+    counts: dict[int, int] = {}
+    for value in values:
+        index = bisect_left(bounds, value)
+        counts[index] = counts.get(index, 0) + 1
+    total.inc(sum(values))
+    for index, count in counts.items():
+        buckets[index].inc(count)
+
+
 @contextmanager
 def saga_execution(saga: str) -> Iterator[None]:
     """Count and time one saga handler run."""
@@ -437,10 +467,19 @@ def saga_execution(saga: str) -> Iterator[None]:
         SAGA_DURATION.labels(saga).observe(time.perf_counter() - started)
 
 
+_http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
     """Record one answered HTTP request (``route`` is the template, never the raw path)."""
-    _http_requests(method, route, str(status)).inc()
-    _http_duration(method, route).observe(seconds)
+    children = _http_children.get((method, route, status))
+    if children is None:  # one lookup per request: both children for this answer at once
+        children = _http_children[method, route, status] = (
+            _http_requests(method, route, str(status)),
+            _http_duration(method, route),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def rejected(reason: str) -> None:

@@ -36,8 +36,7 @@ from urllib.parse import quote
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from kronika.errors import ValidationError
-from kronika.ops.httpclient import answer_detail, server_client
+from kronika.ops.httpclient import answer_detail, server_client, server_config
 
 __all__ = ["SMOKE_TYPE", "SmokeOptions", "SmokeRun", "Step", "run_smoke"]
 
@@ -152,13 +151,10 @@ async def run_smoke(options: SmokeOptions) -> SmokeRun:
         correlation_id=f"smoke-{hex_id}",
         trace_id=secrets.token_hex(16),
     )
-    try:
-        client = server_client(
-            options.url, token=options.token, cacert=options.cacert, timeout=options.timeout
-        )
-    except OSError as exc:
-        raise ValidationError(f"cannot read {options.cacert}: {exc}", "--cacert") from None
-    async with client as http:
+    config = server_config(
+        options.url, token=options.token, timeout=options.timeout, cacert=options.cacert
+    )
+    async with server_client(config) as http:
         await _steps(smoke, _Probe(http, options, smoke))
     return smoke
 

@@ -1,7 +1,7 @@
 """One partition of one processor: events in order, in batches, with failing keys parked.
 
-The runner takes events from its queue and handles up to ``batch_size`` of them in one
-transaction that also moves the partition's checkpoint. If the batch fails, it is rolled
+The runner takes events from its :class:`Inbox` and handles up to ``batch_size`` of them in
+one transaction that also moves the partition's checkpoint. If the batch fails, it is rolled
 back and handled again one event per transaction, so the failing event is found. Its key
 is *parked* (a :class:`~kronika.store.processing.FailedKey` saved with the checkpoint) and
 later events of that key are passed over, while the partition goes on with other keys.
@@ -11,6 +11,13 @@ A parked key is retried with backoff from the failing event; after its last atte
 Every transaction is fenced by the partition's lease: ``set_checkpoint(..., owner=...)``
 fails with ``LeaseLost`` when another worker has taken the partition, so two workers never
 both commit work for one partition.
+
+Speed: catching up, the runtime's own work per event must stay small next to reading the
+event. The router hands events over through a plain deque (:class:`Inbox`) and remembers
+each key's partition (:func:`partitioner`); with no tracer provider set, a batch's events
+are handled without a span each, the causation ids are made strings only if a handler
+appends (:func:`~kronika.domain.context.set_cause`), and the handler durations are
+observed once per batch (:func:`~kronika.observability.metrics.handler_durations`).
 """
 
 from __future__ import annotations
@@ -18,15 +25,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from time import perf_counter
 
-from kronika.domain.context import CORRELATION_ID, caused_by
+from kronika.domain.context import CORRELATION_ID, reset_cause, set_cause
 from kronika.domain.events import RecordedEvent
 from kronika.observability import metrics
-from kronika.observability.logging import event_log_context, handling
-from kronika.runtime.processor import Context, Processor
+from kronika.observability.logging import (
+    event_log_context,
+    handling,
+    reset_event_log_context,
+    set_event_log_context,
+)
+from kronika.observability.tracing import tracing_enabled
+from kronika.runtime.processor import Context, Processor, partition_of
 from kronika.store.processing import (
     FailedKey,
     FailureAction,
@@ -37,12 +52,14 @@ from kronika.store.processing import (
 )
 from kronika.store.protocol import EventStore
 
-__all__ = ["PartitionRunner", "Routed", "events_of_key"]
+__all__ = ["Inbox", "PartitionRunner", "Routed", "events_of_key", "partitioner"]
 
 log = logging.getLogger("kronika.runtime")
 IDLE_CHECKPOINT = timedelta(seconds=2)
 """How often, at most, an idle partition moves its checkpoint up to the router's position."""
 Clock = Callable[[], datetime]
+KEYS_REMEMBERED = 100_000
+"""Keys whose partition :func:`partitioner` remembers (it forgets them all beyond that)."""
 
 
 def _now() -> datetime:
@@ -71,6 +88,81 @@ async def events_of_key(
             break
         position = page[-1].position + 1
     return found
+
+
+def partitioner(processor: Processor) -> Callable[[RecordedEvent], int]:
+    """``processor.partition``, remembering each key's partition (hashing is the costly
+    part); a processor that overrides ``partition`` gets it called for every event."""
+    if type(processor).partition is not Processor.partition:
+        return processor.partition
+    key, partitions = processor.key, processor.partitions
+    known: dict[str, int] = {}
+
+    def partition(event: RecordedEvent) -> int:
+        k = key(event)
+        found = known.get(k)
+        if found is None:
+            if len(known) >= KEYS_REMEMBERED:
+                known.clear()
+            found = known[k] = partition_of(k, partitions)
+        return found
+
+    return partition
+
+
+class Inbox:
+    """Events routed to one partition, oldest first: the router puts, the runner takes.
+
+    What ``asyncio.Queue`` does, for less per event: the router waits only while the inbox
+    holds ``limit`` events, and the runner takes a whole batch at once.
+    """
+
+    __slots__ = ("_events", "_ready", "_room", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        """Events the inbox holds before :meth:`put` waits."""
+        self._events: deque[RecordedEvent] = deque()
+        self._ready = asyncio.Event()
+        """Set while events wait."""
+        self._room = asyncio.Event()
+        """Set while fewer than ``limit`` events wait."""
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def offer(self, event: RecordedEvent) -> bool:
+        """Add an event if there is room (False if the inbox is full)."""
+        if len(self._events) >= self.limit:
+            return False
+        self._events.append(event)
+        self._ready.set()
+        return True
+
+    async def put(self, event: RecordedEvent) -> None:
+        """Add an event, after waiting for room if the inbox is full."""
+        while not self.offer(event):
+            self._room.clear()
+            await self._room.wait()
+
+    async def wait(self) -> None:
+        """Return once an event waits."""
+        await self._ready.wait()
+
+    def take(self, most: int) -> list[RecordedEvent]:
+        """Up to ``most`` events, oldest first (none when empty)."""
+        events = self._events
+        if len(events) <= most:
+            batch = list(events)
+            events.clear()
+        else:
+            batch = [events.popleft() for _ in range(most)]
+        if not events:
+            self._ready.clear()
+        if len(events) < self.limit:
+            self._room.set()
+        return batch
 
 
 class Routed:
@@ -112,7 +204,7 @@ class PartitionRunner:
         self.failures = failures
         self.owner = owner
         self.clock = clock
-        self.queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=processor.batch_size * 4)
+        self.inbox = Inbox(processor.batch_size * 4)
         self.requests: list[FailedKey] = []
         self.handled = 0
         self.routed = routed if routed is not None else Routed(checkpoint)
@@ -128,26 +220,24 @@ class PartitionRunner:
     async def run(self) -> None:
         """Handle queued events and due retries until cancelled."""
         while True:
-            self.interrupted = True  # _next_batch may take events off the queue
+            self.interrupted = True  # _next_batch may take events out of the inbox
             batch = await self._next_batch()
             await self.retry_due()
             if batch:
                 await self.process(batch)
-            elif self.queue.empty():
+            elif not self.inbox:
                 await self._advance_idle()
             self.interrupted = False
 
     async def _next_batch(self) -> list[RecordedEvent]:
-        try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-            async with asyncio.timeout(self._idle_timeout()):
-                first = await self.queue.get()
-        except TimeoutError:
-            return []
-        batch = [first]
-        while len(batch) < self.processor.batch_size and not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        return batch
+        if not self.inbox:
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                async with asyncio.timeout(self._idle_timeout()):
+                    await self.inbox.wait()
+            except TimeoutError:
+                return []
+        return self.inbox.take(self.processor.batch_size)
 
     def _idle_timeout(self) -> float:
         due = [f.next_retry_at for f in self.failures.values() if f.next_retry_at is not None]
@@ -160,7 +250,7 @@ class PartitionRunner:
 
         A partition whose keys see no events would otherwise keep an old checkpoint while
         the log moves on: lag scans and replay progress would start from there every time.
-        Everything up to the router's position that belongs here has been queued and, the queue
+        Everything up to the router's position that belongs here has been queued and, the inbox
         being empty, handled; so the checkpoint may say so.
         """
         now = self.clock()
@@ -178,9 +268,7 @@ class PartitionRunner:
         interrupted mid-batch: handling later events would skip the interrupted ones."""
         if self.interrupted:
             return
-        batch: list[RecordedEvent] = []
-        while not self.queue.empty():
-            batch.append(self.queue.get_nowait())
+        batch = self.inbox.take(len(self.inbox))
         if batch:
             await self.process(batch)
 
@@ -191,12 +279,9 @@ class PartitionRunner:
         events = [e for e in batch if e.position > self.checkpoint]
         if not events:
             return
-        failures, key = self.failures, self.processor.key
         try:
             async with self.processing.transaction() as tx:
-                for event in events:
-                    if not failures or key(event) not in failures:  # no key() call when none
-                        await self._call(event, tx)
+                await self._handle(events, tx)
                 await self._fence(tx, events[-1].position)
         except LeaseLost:
             raise
@@ -223,11 +308,43 @@ class PartitionRunner:
         async with self.processing.transaction() as tx:
             await self._fence(tx, events[-1].position)
 
+    async def _handle(self, events: list[RecordedEvent], tx: ProcessingTransaction) -> None:
+        """Call the handler of every event whose key is not parked, in order."""
+        failures, key = self.failures, self.processor.key
+        if tracing_enabled():  # a span per event: the traced path
+            for event in events:
+                if not failures or key(event) not in failures:  # no key() call when none
+                    await self._call(event, tx)
+            return
+        handle, store, generation = self.processor.handle, self.store, self.generation
+        name, partition = self.name, self.partition
+        durations: list[float] = []
+        try:
+            for event in events:
+                if failures and key(event) in failures:
+                    continue
+                cause = set_cause(event.id, event.metadata.get(CORRELATION_ID))
+                logged = set_event_log_context(name, partition, event)
+                started = perf_counter()
+                try:
+                    await handle(event, Context(event, tx, store, generation))
+                finally:
+                    durations.append(perf_counter() - started)
+                    reset_event_log_context(logged)
+                    reset_cause(cause)
+        finally:
+            metrics.handler_durations(self.processor.name, durations)
+
     async def _call(self, event: RecordedEvent, tx: ProcessingTransaction) -> None:
-        correlation = event.metadata.get(CORRELATION_ID)
-        with caused_by(event.id, correlation), handling(self.name, self.partition, event):
-            handled = self.processor.handle(event, Context(event, tx, self.store, self.generation))
-            await metrics.timed_handler(self.processor.name, handled)
+        cause = set_cause(event.id, event.metadata.get(CORRELATION_ID))
+        try:
+            with handling(self.name, self.partition, event):
+                handled = self.processor.handle(
+                    event, Context(event, tx, self.store, self.generation)
+                )
+                await metrics.timed_handler(self.processor.name, handled)
+        finally:
+            reset_cause(cause)
 
     async def _fence(self, tx: ProcessingTransaction, position: int) -> None:
         await tx.set_checkpoint(self.name, self.partition, position, owner=self.owner)

@@ -34,8 +34,9 @@ from kronika.store.protocol import EventStore
 
 __all__ = ["Context", "Processor", "ProcessorKind", "Projection", "Reactor", "on", "partition_of"]
 
-F = TypeVar("F", bound=Callable[..., Awaitable[None]])
-_HANDLES = "__kronika_handles__"
+F = TypeVar("F", bound=Callable[..., Any])
+HANDLES = "__kronika_handles__"
+"""The attribute ``on`` marks a handler with (processors and inline projections read it)."""
 
 
 class ProcessorKind(enum.Enum):
@@ -50,10 +51,11 @@ class ProcessorKind(enum.Enum):
 
 
 def on(event_type: type | str) -> Callable[[F], F]:
-    """Mark an async method as the handler of one event type (a registered class or a name)."""
+    """Mark a method as the handler of one event type (a registered class or a name): async
+    in processors, synchronous in inline projections."""
 
     def mark(method: F) -> F:
-        setattr(method, _HANDLES, event_type)
+        setattr(method, HANDLES, event_type)
         return method
 
     return mark
@@ -85,8 +87,9 @@ class Context:
 
     async def write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
         """Run a write whose row count the handler does not need, in the handler's
-        transaction. Faster than :meth:`execute` on PostgreSQL, where writes are batched
-        and sent before the transaction's next statement, checkpoint or commit."""
+        transaction. Faster than :meth:`execute`: writes are batched and run before the
+        transaction's next statement, checkpoint or commit (one ``executemany`` per run of
+        one statement)."""
         await self.transaction.write(sql, params)
 
     def table(self, name: str) -> str:
@@ -125,7 +128,7 @@ class Processor:
         handlers: dict[str, tuple[Handler, type | None]] = {}
         for klass in reversed(cls.__mro__):
             for member in vars(klass).values():
-                target = getattr(member, _HANDLES, None)
+                target = getattr(member, HANDLES, None)
                 if target is not None:
                     handlers[cls._type_name(target)] = (
                         member,

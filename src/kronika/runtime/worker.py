@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 
 from kronika.runtime.generations import physical_name
-from kronika.runtime.partition import PartitionRunner, Routed
+from kronika.runtime.partition import PartitionRunner, Routed, partitioner
 from kronika.runtime.processor import Processor
 from kronika.runtime.progress import processing_of
 from kronika.runtime.replay import REPLAY, ensure_tables, prune, try_complete
@@ -171,14 +171,19 @@ class ProcessorRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _route(self) -> None:
-        routed = self._routed
-        start = min(r.checkpoint for r in self.runners.values()) + 1
+        routed, runners = self._routed, self.runners
+        start = min(r.checkpoint for r in runners.values()) + 1
+        partition = partitioner(self.processor)
         async for event in self.store.subscribe(
             from_position=start, types=self.processor.types, categories=self.processor.categories
         ):
-            runner = self.runners.get(self.processor.partition(event))
-            if runner is not None and event.position > runner.checkpoint:
-                await runner.queue.put(event)
+            runner = runners.get(partition(event))
+            if (
+                runner is not None
+                and event.position > runner.checkpoint
+                and not runner.inbox.offer(event)  # full: wait for room
+            ):
+                await runner.inbox.put(event)
             routed.position = event.position
 
     async def _stop_pipeline(self, *, drain: bool) -> None:

@@ -1,4 +1,4 @@
-"""ASGI middleware giving every request a correlation id, a server span and a log line.
+"""Every request's correlation id, server span and log line (the front layer applies them).
 
 The caller's ``X-Correlation-ID`` is kept when it is a sane token (letters, digits and
 ``._:-``, at most 128 characters), else a new one is made; it is answered in the same
@@ -14,21 +14,22 @@ by the raw path, so stream ids stay out of span names.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
+import random
 import re
-import time
-import uuid
 from typing import Any
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry.trace import Status, StatusCode
 
-from kronika.domain.context import caused_by
-from kronika.observability import tracing
-from kronika.observability.logging import log_context
-
-__all__ = ["HEADER", "RequestContext", "correlation_id_from"]
+__all__ = [
+    "HEADER",
+    "QUIET",
+    "SERVER_ERROR",
+    "correlation_id_from",
+    "finish_span",
+    "log_request",
+]
 
 HEADER = b"x-correlation-id"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -37,7 +38,8 @@ SERVER_ERROR = 500
 QUIET = frozenset({"/livez", "/readyz", "/metrics"})
 """Probes and scrapes: no span, and their log line at debug level (they come every few
 seconds and would bury the requests that matter)."""
-_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+_RANDOM = random.Random()  # noqa: S311 - correlation ids must be unique, not unguessable
+os.register_at_fork(after_in_child=_RANDOM.seed)
 
 
 def correlation_id_from(value: bytes | None) -> str:
@@ -46,69 +48,11 @@ def correlation_id_from(value: bytes | None) -> str:
         text = value.decode("latin-1")
         if _SANE.fullmatch(text):
             return text
-    return uuid.uuid4().hex
+    return f"{_RANDOM.getrandbits(128):032x}"
 
 
-def route_template(scope: Scope) -> str | None:
-    """The template of the route that matched (``/v1/streams/{stream}``), if any did."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
-    endpoint = scope.get("endpoint")
-    app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        if endpoint is not None and getattr(candidate, "endpoint", None) is endpoint:
-            return str(candidate.path)
-    return None
-
-
-class RequestContext:
-    """Correlation id, trace context, server span and one log line per request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers", ()))
-        correlation = correlation_id_from(headers.get(HEADER))
-        traceparent = headers.get(b"traceparent")
-        method = scope["method"]
-        status = SERVER_ERROR
-        started = time.perf_counter()
-
-        async def answering_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (HEADER, correlation.encode()),
-                ]
-            await send(message)
-
-        remote = traceparent.decode("latin-1") if traceparent else None
-        attributes = {"http.request.method": method, "kronika.correlation_id": correlation}
-        quiet = scope["path"] in QUIET
-        server_span = _NO_SPAN if quiet else tracing.span(method, attributes, kind=SpanKind.SERVER)
-        with (
-            tracing.remote_parent(remote),
-            server_span as span,
-            log_context({"correlation_id": correlation}),
-            caused_by(correlation, correlation),
-        ):
-            try:
-                await self.app(scope, receive, answering_send)
-            finally:
-                route = route_template(scope)
-                _finish(span, method, route, status)
-                _log(method, route, status, time.perf_counter() - started)
-
-
-def _finish(span: Any, method: str, route: str | None, status: int) -> None:
+def finish_span(span: Any, method: str, route: str | None, status: int) -> None:
+    """Name the server span by the route template and set its status (no-op without one)."""
     if span is None:
         return
     if route is not None:
@@ -119,7 +63,8 @@ def _finish(span: Any, method: str, route: str | None, status: int) -> None:
         span.set_status(Status(StatusCode.ERROR))
 
 
-def _log(method: str, route: str | None, status: int, seconds: float) -> None:
+def log_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    """The request's log line: DEBUG if it went well (or was an overload 429), else louder."""
     # One line per request costs a fifth of the server's loop under load (the formatter and
     # the redactor): requests that went well, and overload answers that metrics count
     # anyway, are DEBUG; refusals are INFO, server errors WARNING.

@@ -83,14 +83,19 @@ class Principal:
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        granted: set[Permission] = set()
-        for role in self.roles:
-            granted |= role.permissions
-        return frozenset(granted)
+        granted = _PERMISSIONS.get(self.roles)
+        if granted is None:  # a handful of role sets exist: each is worked out once
+            granted = _PERMISSIONS[self.roles] = frozenset(
+                permission for role in self.roles for permission in role.permissions
+            )
+        return granted
 
     def may(self, permission: Permission) -> bool:
         return permission in self.permissions
 
+
+_PERMISSIONS: dict[frozenset[Role], frozenset[Permission]] = {}
+"""Permissions by role set (at most 2**4 keys)."""
 
 ANONYMOUS_ADMIN = Principal("anonymous", frozenset({Role.ADMIN}), kind="anonymous")
 """Who every request is when authentication is off (the ``local`` mode only)."""

@@ -8,7 +8,10 @@ or the ``categories`` filter of a global read. Because the table is the only way
 made, a route without a permission cannot slip in unnoticed (a test walks the table).
 
 Paths are matched on the raw, still percent-encoded path, so a stream name may contain
-``/`` (sent as ``%2F``) without being mistaken for a sub-route such as ``/info``.
+``/`` (sent as ``%2F``) without being mistaken for a sub-route such as ``/info``. The
+:class:`RouteTable` finds a request's route with one dict lookup (by method and exact path,
+or by method and number of segments, then the few templates of that shape); what it does
+not find goes to Starlette's router, which answers 404 and 405 and serves HEAD.
 """
 
 from __future__ import annotations
@@ -23,17 +26,28 @@ from urllib.parse import unquote
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kronika.domain import names
 from kronika.errors import RateLimited, Unauthorized
 from kronika.observability import metrics
 from kronika.server.clientip import client_ip
 from kronika.server.principal import Permission, Principal, authorize, lacking
-from kronika.server.state import state_of
+from kronika.server.state import ServerState, state_of
 from kronika.server.wire import query_list
 
-__all__ = ["Access", "Endpoint", "Param", "Handler", "build_routes", "guard"]
+__all__ = [
+    "Access",
+    "Endpoint",
+    "Found",
+    "Handler",
+    "Param",
+    "RawPathRoute",
+    "RouteTable",
+    "build_routes",
+    "guard",
+    "raw_path",
+]
 
 Handler = Callable[[Request, Principal], Awaitable[ASGIApp]]
 PublicHandler = Callable[[Request], Awaitable[ASGIApp]]
@@ -89,14 +103,17 @@ class Endpoint:
 async def guard(request: Request, endpoint: Endpoint) -> Principal:
     """Authenticate, rate-limit and authorize ``request`` for ``endpoint``."""
     state = state_of(request)
-    ip = client_ip(request.scope, state.settings.trusted_proxies)
+    buckets = state.buckets
     try:
-        principal = await state.authenticator.authenticate(request.headers.get("authorization"))
+        principal = await state.authenticator.authenticate(_authorization(request.scope))
     except Unauthorized:
-        _take(state.buckets.take(f"ip:{ip}"))  # failed guesses spend the address's budget
+        if buckets.enabled:  # failed guesses spend the address's budget
+            _take(buckets.take(f"ip:{_ip(request, state)}"))
         raise
-    key = f"ip:{ip}" if principal.kind == "anonymous" else f"{principal.kind}:{principal.name}"
-    _take(state.buckets.take(key))
+    if buckets.enabled:
+        anonymous = principal.kind == "anonymous"
+        key = f"ip:{_ip(request, state)}" if anonymous else f"{principal.kind}:{principal.name}"
+        _take(buckets.take(key))
     assert endpoint.permission is not None
     if endpoint.access is Access.STREAM:
         stream = names.check_stream(request.path_params["stream"])
@@ -112,6 +129,19 @@ async def guard(request: Request, endpoint: Endpoint) -> Principal:
     else:
         authorize(principal, endpoint.permission)
     return principal
+
+
+def _authorization(scope: Scope) -> str | None:
+    """The ``Authorization`` header (ASGI header names are lower-case), without a
+    ``Headers`` object (its ``get`` raises and catches a ``KeyError`` when it is absent)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _ip(request: Request, state: ServerState) -> str:
+    return client_ip(request.scope, state.settings.trusted_proxies)
 
 
 def _take(wait: float | None) -> None:
@@ -133,8 +163,46 @@ def _endpoint_app(endpoint: Endpoint) -> PublicHandler:
     return guarded
 
 
+def _asgi(handler: PublicHandler) -> ASGIApp:
+    """``handler`` as an ASGI app; its errors propagate to the front layer, which answers them.
+
+    (Starlette's own wrapper looks up exception handlers per request: the front layer
+    already catches everything a route raises.)
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
+
+
 _RAW_PATH = "kronika.raw_path"
-"""Scope key of the decoded raw path (the router tries every route in turn)."""
+"""Scope key of the decoded raw path (looked up once per request)."""
+
+
+def raw_path(scope: Scope) -> str | None:
+    """The request's raw path (still percent-encoded, no query), or ``None`` if not usable.
+
+    ``None`` when the server gave no ``raw_path`` or the app is mounted under a
+    ``root_path``: then routes match Starlette's decoded path instead.
+    """
+    path: str | None = scope.get(_RAW_PATH)
+    if path is None:
+        raw = scope.get("raw_path")
+        if raw is None or scope.get("root_path"):
+            return None
+        path = scope[_RAW_PATH] = bytes(raw).decode("latin-1").split("?", 1)[0]
+    return path
+
+
+def _raw_pattern(template: str) -> re.Pattern[str]:
+    """``/v1/streams/{stream}`` -> ``^/v1/streams/(?P<stream>[^/]+)$`` (literals escaped)."""
+    parts = re.split(r"\{(\w+)\}", template)
+    pattern = "".join(
+        f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
+    )
+    return re.compile(f"^{pattern}$")
 
 
 class RawPathRoute(Route):
@@ -144,27 +212,67 @@ class RawPathRoute(Route):
         super().__init__(
             endpoint.path, _endpoint_app(endpoint), methods=[endpoint.method], name=None
         )
+        self.app = _asgi(self.endpoint)
         self.kronika = endpoint
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", endpoint.path)
-        self.raw_regex = re.compile(f"^{pattern}$")
+        self.raw_regex = _raw_pattern(endpoint.path)
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        raw = scope.get("raw_path")
-        if scope["type"] != "http" or raw is None or scope.get("root_path"):
-            return super().matches(scope)
-        path = scope.get(_RAW_PATH)
-        if path is None:  # decoded once per request, not once per route tried
-            path = scope[_RAW_PATH] = bytes(raw).decode("latin-1").split("?", 1)[0]
+    def params(self, path: str) -> dict[str, str] | None:
+        """The decoded path parameters if ``path`` (raw) is this route's, else ``None``."""
         match = self.raw_regex.match(path)
         if match is None:
+            return None
+        return {k: unquote(v, errors="surrogateescape") for k, v in match.groupdict().items()}
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return super().matches(scope)
+        path = raw_path(scope)
+        if path is None:
+            return super().matches(scope)
+        params = self.params(path)
+        if params is None:
             return Match.NONE, {}
-        params = {k: unquote(v, errors="surrogateescape") for k, v in match.groupdict().items()}
         child = {"endpoint": self.endpoint, "path_params": params}
         if self.methods and scope["method"] not in self.methods:
             return Match.PARTIAL, child
         return Match.FULL, child
 
 
-def build_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+def build_routes(endpoints: Sequence[Endpoint]) -> list[RawPathRoute]:
     """Starlette routes for the table, in order."""
     return [RawPathRoute(endpoint) for endpoint in endpoints]
+
+
+Found = tuple[RawPathRoute, dict[str, str]]
+"""A route and the path parameters it matched."""
+
+
+class RouteTable:
+    """The routes by method and path shape, for a dict lookup instead of trying each in turn.
+
+    It finds what Starlette's router would (the first route in table order matching the
+    method and raw path), or nothing: HEAD, a wrong method, an unknown path and a ``root_path``
+    are left to the router, which answers them as it always has.
+    """
+
+    def __init__(self, routes: Sequence[RawPathRoute]) -> None:
+        self._exact: dict[tuple[str, str], RawPathRoute] = {}
+        self._shaped: dict[tuple[str, int], list[RawPathRoute]] = {}
+        for route in routes:
+            method, path = route.kronika.method, route.kronika.path
+            shaped = self._shaped.setdefault((method, path.count("/")), [])
+            if "{" in path or any(earlier.params(path) is not None for earlier in shaped):
+                shaped.append(route)
+            else:
+                self._exact.setdefault((method, path), route)
+
+    def find(self, method: str, path: str) -> Found | None:
+        """The route for ``method`` on the raw ``path`` and its parameters, if any matches."""
+        route = self._exact.get((method, path))
+        if route is not None:
+            return route, {}
+        for route in self._shaped.get((method, path.count("/")), ()):
+            params = route.params(path)
+            if params is not None:
+                return route, params
+        return None

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from kronika.runtime.processor import Processor
     from kronika.server.health import Readiness
 
-__all__ = ["ServerState", "state_of"]
+__all__ = ["STATE_KEY", "ServerState", "state_of"]
+
+STATE_KEY = "kronika.state"
+"""Scope key of the request's :class:`ServerState` (the front layer sets it first)."""
 
 
 @dataclass(kw_only=True)
@@ -64,11 +67,8 @@ class ServerState:
 def state_of(connection: HTTPConnection) -> ServerState:
     """The server state of the app handling ``connection``."""
     scope = connection.scope
-    state = scope.get(_STATE)
+    state = scope.get(STATE_KEY)
     if state is None:  # looked up once per request (guard, handler and body all ask)
-        state = scope[_STATE] = connection.app.state.kronika
+        state = scope[STATE_KEY] = connection.app.state.kronika
     assert isinstance(state, ServerState)
     return state
-
-
-_STATE = "kronika.state"

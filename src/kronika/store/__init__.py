@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from kronika.errors import ConfigurationError
 from kronika.store.protocol import EventStore
+
+if TYPE_CHECKING:
+    from kronika.store.inline import InlineHandler
 
 __all__ = ["BACKENDS", "DEFAULT_URL", "EventStore", "open_store", "resolve_url"]
 
@@ -30,13 +34,19 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("KRONIKA_DATABASE_URL") or DEFAULT_URL
 
 
-def open_store(url: str | None = None, **options: Any) -> EventStore:
+def open_store(
+    url: str | None = None, *, inline: Iterable[InlineHandler] = (), **options: Any
+) -> EventStore:
     """Make a store for ``url`` without connecting; ``async with`` opens and closes it.
 
     URLs: ``memory://``, ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``,
     ``postgresql://user:pass@host:port/db?sslmode=require``, ``http://host:port`` (a
     ``kronika serve``, with ``token=...``). Options may be given as
     keyword arguments or in the URL's query string (see the configuration reference).
+
+    ``inline`` lists inline projections (:class:`kronika.runtime.InlineProjection`) that
+    every append updates in its own transaction (SQLite, PostgreSQL; documents-only ones on
+    memory). Register the same ones in every process that appends.
     """
     url = resolve_url(url)
     scheme = url.partition(":")[0].lower()
@@ -55,4 +65,10 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
             f"install it with: pip install 'kronika[{scheme.removesuffix('ql')}]'"
         ) from None
     store: EventStore = getattr(module, class_name).from_url(url, **options)
+    if inline:
+        from kronika.store.base import StoreBase  # only now: most stores have none
+
+        if not isinstance(store, StoreBase):  # pragma: no cover - every backend is one
+            raise ConfigurationError(f"the {scheme} backend cannot run inline projections")
+        store.register_inline(inline)
     return store

@@ -29,10 +29,10 @@ or listed in :data:`NOT_ARCHIVED`.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ __all__ = [
     "ArchiveSource",
     "BackupRecord",
     "Column",
+    "Converter",
     "KINDS",
     "LoadPlan",
     "NOT_ARCHIVED",
@@ -53,12 +54,47 @@ __all__ = [
     "TargetState",
     "archive_of",
     "check_target",
+    "converting",
     "durable_replace",
+    "micros_of",
     "section",
+    "time_of",
 ]
 
 KINDS = frozenset({"text", "int", "float", "bool", "json", "uuid", "bytes", "time", "list"})
 """The kinds of value a column may hold (see the module docstring)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+Converter = Callable[[Any], Any]
+"""Turns one value into another form (an archive value into an engine's, or back)."""
+
+
+def time_of(micros: int) -> datetime:
+    """A ``time`` value (microseconds since the epoch) as an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def micros_of(moment: datetime) -> int:
+    """An aware datetime as a ``time`` value (microseconds since the epoch)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def converting(
+    fixes: Sequence[tuple[int, Converter]],
+) -> Callable[[list[list[Any]]], list[list[Any]]]:
+    """A function that converts a page of rows in place: each ``(column index, converter)``
+    of ``fixes`` is applied to that column's values that are not NULL."""
+
+    def convert(rows: list[list[Any]]) -> list[list[Any]]:
+        for row in rows:
+            for i, fix in fixes:
+                if row[i] is not None:
+                    row[i] = fix(row[i])
+        return rows
+
+    return convert
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +212,8 @@ NOT_ARCHIVED: dict[str, str] = {
     "workers": "heartbeats of running workers",
     "backups": "the catalog describes its own store",
     "chain_purges": "counts purges for a verify that is running; restarts from zero",
+    "inline_projections": "their read models (the application's own tables) are not archived "
+    "either: a restored store registers them anew and reports that they need a rebuild",
 }
 """Tables and ``table.column`` names a store holds that archives leave out, and why."""
 
@@ -279,6 +317,39 @@ class BackupRecord:
     """The engine of the store it copied."""
     verified_at: datetime | None
     """When the archive was last read back and found intact (UTC), if ever."""
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], time: Callable[[Any], datetime]) -> BackupRecord:
+        """From a catalog row (``id, path, started_at, finished_at, events, last_position,
+        bytes, sha256, engine, verified_at``); ``time`` reads a stored time as UTC."""
+        id_, path, started, finished, events, last, size, sha256, engine, verified = row
+        return cls(
+            id=id_,
+            path=path,
+            started_at=time(started),
+            finished_at=time(finished),
+            events=events,
+            last_position=last,
+            bytes=size,
+            sha256=sha256,
+            engine=engine,
+            verified_at=None if verified is None else time(verified),
+        )
+
+    def params(self, time: Callable[[datetime], Any]) -> dict[str, Any]:
+        """The catalog insert's parameters; ``time`` writes a time as the engine stores it."""
+        return {
+            "id": self.id,
+            "path": self.path,
+            "started_at": time(self.started_at),
+            "finished_at": time(self.finished_at),
+            "events": self.events,
+            "last_position": self.last_position,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "engine": self.engine,
+            "verified_at": None if self.verified_at is None else time(self.verified_at),
+        }
 
 
 class StoreArchive(Protocol):

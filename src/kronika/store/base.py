@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -44,6 +44,7 @@ from kronika.errors import (
     ValidationError,
 )
 from kronika.observability import metrics, tracing
+from kronika.store.inline import InlineGuard, InlineHandler, InlineHandlers, InlineRecord
 from kronika.store.listing import StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus, status_of
 
@@ -289,6 +290,10 @@ class StoreBase(abc.ABC):
         self._namespace = names.check_namespace(namespace)
         self._notifier = Notifier()
         self._opened = False
+        self._inline: InlineHandlers | None = None
+        """The inline projections registered on this store (see kronika.store.inline)."""
+        self._inline_guard: InlineGuard | None = None
+        """Types recorded projections handle that this store did not register (set on open)."""
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -354,6 +359,8 @@ class StoreBase(abc.ABC):
         )
         self._check_condition(condition)
         self._check_open()
+        if self._inline_guard is not None:
+            self._inline_guard.check(e.type for e in prepared.events)
         call = self._append([prepared], condition)
         result = await metrics.timed_append(self.engine, len(prepared.events), call)
         return result.streams[stream]
@@ -388,6 +395,8 @@ class StoreBase(abc.ABC):
             raise ValidationError("the same event id appears twice", "appends")
         self._check_condition(condition)
         self._check_open()
+        if self._inline_guard is not None:
+            self._inline_guard.check(e.type for p in prepared for e in p.events)
         return await metrics.timed_append(self.engine, total, self._append(prepared, condition))
 
     @staticmethod
@@ -447,6 +456,66 @@ class StoreBase(abc.ABC):
         names.check_stream(stream)
         self._check_open()
         return await self._read_snapshot(stream)
+
+    # -- inline projections --------------------------------------------------------------
+
+    def register_inline(self, handlers: Iterable[InlineHandler]) -> None:
+        """Run these inline projections in every append's transaction (before ``open()``).
+
+        ``open_store(url, inline=[...])`` calls it. On open each projection's tables are
+        created and its record kept in the database; see :mod:`kronika.store.inline`.
+        """
+        if self._opened:
+            raise ConfigurationError("register inline projections before the store is opened")
+        earlier = self._inline.handlers if self._inline else ()
+        added = InlineHandlers([*earlier, *InlineHandlers.listed(handlers)])
+        self._accept_inline(added)
+        self._inline = added or None
+
+    async def rebuild_inline(self, name: str) -> InlineRecord:
+        """Rebuild a registered inline projection's read model from the whole log.
+
+        Appends wait while it runs (it is one transaction); returns the updated record.
+        """
+        self._check_open()
+        if self._inline is None:
+            raise ConfigurationError(
+                f"inline projection {name!r} is not registered on this store: open it with "
+                "open_store(url, inline=[...]) (kronika inline rebuild --app)"
+            )
+        return await self._rebuild_inline(self._inline.named(name))
+
+    async def inline_status(self) -> list[InlineRecord]:
+        """Every inline projection recorded in this store's database (namespace), by name."""
+        self._check_open()
+        return await self._inline_records()
+
+    async def drop_inline(self, name: str) -> None:
+        """Forget a removed inline projection's record (its tables and documents stay).
+
+        ``NotFound`` if there is none; refused while this store registers it."""
+        self._check_open()
+        if self._inline is not None and name in {h.name for h in self._inline.handlers}:
+            raise ConfigurationError(
+                f"inline projection {name!r} is registered on this store: remove it from the "
+                "application before dropping its record"
+            )
+        await self._drop_inline(name)
+        records = await self._inline_records()
+        self._inline_guard = InlineGuard.of(records, self._inline)
+
+    def _accept_inline(self, handlers: InlineHandlers) -> None:
+        """Refuse inline projections this backend cannot run (the default: all)."""
+        raise ConfigurationError(f"the {self.engine} backend cannot run inline projections")
+
+    async def _rebuild_inline(self, handler: InlineHandler) -> InlineRecord:
+        raise ConfigurationError(f"the {self.engine} backend has no inline projections")
+
+    async def _inline_records(self) -> list[InlineRecord]:
+        raise ConfigurationError(f"the {self.engine} backend has no inline projections")
+
+    async def _drop_inline(self, name: str) -> None:
+        raise ConfigurationError(f"the {self.engine} backend has no inline projections")
 
     # -- reads ------------------------------------------------------------------------
 

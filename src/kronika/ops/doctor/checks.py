@@ -8,7 +8,16 @@ undocumented.
 
 from __future__ import annotations
 
-from kronika.ops.doctor import backups, config, database, processors, remote, tracing
+from kronika.ops.doctor import (
+    backups,
+    config,
+    database,
+    inline,
+    processors,
+    remote,
+    tracing,
+    verification,
+)
 from kronika.ops.doctor.model import Check
 
 __all__ = ["CHECKS", "check_ids", "security_ids"]
@@ -62,6 +71,18 @@ CHECKS: tuple[Check, ...] = (
         run=database.snapshot_policy,
     ),
     Check(id="DR-BACKUP", area=_STORE, title="Backups recent and verified", run=backups.backups),
+    Check(
+        id="DR-INLINE",
+        area=_STORE,
+        title="Inline projections complete",
+        run=inline.inline_projections,
+    ),
+    Check(
+        id="DR-VERIFY",
+        area=_STORE,
+        title="Event log verified recently",
+        run=verification.verification,
+    ),
     Check(
         id="DR-PROC-FAILING",
         area=_PROCESSORS,

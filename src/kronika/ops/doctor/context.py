@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 
-from kronika.errors import ConfigurationError, KronikaError, ValidationError
+from kronika.errors import ConfigurationError, KronikaError
 from kronika.ops.doctor.model import Severity, Skip
 from kronika.ops.doctor.sources import ProcessorData, local_data, remote_data
-from kronika.ops.httpclient import server_client
+from kronika.ops.httpclient import server_client, server_config
 from kronika.runtime.processor import Processor
 from kronika.server.settings import ServerSettings
 from kronika.store import DEFAULT_URL, EventStore, open_store
@@ -57,6 +57,9 @@ class Thresholds:
     """Streams with more events than this to read on load should have snapshots."""
     backup_max_age: float = 26 * 3600.0
     """The newest backup must be younger than this (seconds)."""
+    verify_max_age: float = 8 * 86400.0
+    """Events appended after the newest hash-chain checkpoint may wait this long (seconds)
+    for ``kronika verify``: a weekly run, with a day to spare."""
     disk_free_warn: float = 0.10
     """Warn when the SQLite database's filesystem has less than this share free."""
     disk_free_critical: float = 0.02
@@ -322,13 +325,10 @@ async def _reach_server(ctx: DoctorContext, stack: contextlib.AsyncExitStack) ->
     server = ctx.options.server
     if server is None:
         return
-    try:
-        client = server_client(
-            server, token=ctx.options.token, cacert=ctx.options.cacert, timeout=ctx.options.timeout
-        )
-    except OSError as exc:
-        raise ValidationError(f"cannot read {ctx.options.cacert}: {exc}", "--cacert") from None
-    ctx.http = await stack.enter_async_context(client)
+    config = server_config(
+        server, token=ctx.options.token, timeout=ctx.options.timeout, cacert=ctx.options.cacert
+    )
+    ctx.http = await stack.enter_async_context(server_client(config))
     try:
         answer = await ctx.http.get("/livez")
     except httpx.HTTPError as exc:

@@ -1,5 +1,5 @@
 """Where processor state comes from: the store (through the runtime's admin API) or a
-running server (through its ``/v1/processors`` and ``/v1/replays`` routes).
+running server (through its ``/v1/processors``, ``/v1/failed`` and ``/v1/replays`` routes).
 
 Both give the same typed values (:class:`~kronika.runtime.admin.ProcessorStatus`,
 :class:`~kronika.store.processing.FailedKey`, :class:`~kronika.store.processing.Job`), so
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -109,14 +108,12 @@ def _failing(failures: list[FailedKey], job: Job) -> int:
 
 
 async def remote_data(http: httpx.AsyncClient) -> ProcessorData:
-    """Read it from a running server (the failed keys of live generations only)."""
+    """Read it from a running server: ``GET /v1/failed`` lists every failed key, of live
+    generations and of replays alike, as :func:`local_data` does."""
     body = await get_json(http, "/v1/processors")
     statuses = [_status(d) for d in _list(body, "processors")]
-    failures: list[FailedKey] = []
-    for state in statuses:
-        if state.parked or state.quarantined:
-            failed = await get_json(http, f"/v1/processors/{quote(state.name, safe='')}/failed")
-            failures.extend(_failure(d) for d in _list(failed, "failed"))
+    failed = await get_json(http, "/v1/failed")
+    failures = [_failure(d) for d in _list(failed, "failed")]
     replays = await get_json(http, "/v1/replays")
     jobs = [
         JobView(job=_job(d), failing=int(d.get("failing", 0))) for d in _list(replays, "replays")

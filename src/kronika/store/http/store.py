@@ -31,6 +31,7 @@ from kronika.store.http.config import HttpConfig
 from kronika.store.http.live import LiveFeed
 from kronika.store.http.problems import error_from_response
 from kronika.store.http.transport import Transport, stream_path
+from kronika.store.inline import InlineHandlers
 from kronika.store.listing import PAGE_LIMIT, StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus
 
@@ -60,6 +61,13 @@ class HttpEventStore(StoreBase):
     def _http(self) -> Transport:
         assert self._transport is not None  # StoreBase checks the store is open first
         return self._transport
+
+    def _accept_inline(self, handlers: InlineHandlers) -> None:
+        raise ConfigurationError(
+            "inline projections run where the database is, inside each append's transaction: "
+            "register them on the store that opens the database (sqlite:// or postgresql://), "
+            "not on a client of a kronika server (a server that runs them is not supported yet)"
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from kronika.observability import tracing
 from kronika.store.http.config import HttpConfig
 from kronika.store.http.problems import error_from_response, translating_transport_errors
 
-__all__ = ["LIVE_READ_TIMEOUT", "Transport", "stream_path"]
+__all__ = ["LIVE_READ_TIMEOUT", "Transport", "ssl_context", "stream_path"]
 
 LIVE_READ_TIMEOUT = 60.0
 """Seconds a live subscription waits for any byte (the server sends a heartbeat every 15 s
@@ -34,7 +34,7 @@ by default) before it takes the connection for dead and reconnects."""
 Params = Mapping[str, str | int | list[str]]
 
 
-def _ssl_context(config: HttpConfig) -> ssl.SSLContext:
+def ssl_context(config: HttpConfig) -> ssl.SSLContext:
     """The TLS settings every connection shares (``verify``: CA file, on, or off)."""
     if isinstance(config.verify, str):
         return ssl.create_default_context(cafile=config.verify)
@@ -132,7 +132,7 @@ class Transport:
         headers = {"Accept": "application/json", "User-Agent": _user_agent()}
         if config.token:
             headers["Authorization"] = f"Bearer {config.token}"
-        verify = _ssl_context(config)  # made once: loading a CA bundle costs ~20 ms
+        verify = ssl_context(config)  # made once: loading a CA bundle costs ~20 ms
 
         def client(accept: str, timeout: httpx.Timeout, limits: httpx.Limits) -> httpx.AsyncClient:
             return httpx.AsyncClient(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -218,6 +218,24 @@ class MemoryProcessing:
     async def clear_documents(self, collection: str) -> None:
         for key in [k for k in self._state.documents if k[0] == collection]:
             del self._state.documents[key]
+
+    def apply_documents(
+        self,
+        changes: Mapping[tuple[str, str], dict[str, Any] | None],
+        *,
+        clear: Sequence[str] = (),
+    ) -> None:
+        """Empty the ``clear`` collections, then store each ``(collection, key)`` document
+        (``None``: delete it): what an inline projection wrote, at once (no await)."""
+        emptied = set(clear)
+        if emptied:
+            for key in [k for k in self._state.documents if k[0] in emptied]:
+                del self._state.documents[key]
+        for key, document in changes.items():
+            if document is None:
+                self._state.documents.pop(key, None)
+            else:
+                self._state.documents[key] = document
 
     async def drop_processor(self, name: str, *, keep_record: bool = False) -> None:
         state = self._state

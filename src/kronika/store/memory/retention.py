@@ -25,15 +25,7 @@ class MemoryRetention:
         """Active streams with a ``max_age`` or ``max_count``, in name order after ``after``."""
         names.check_limit(limit)
         found = [
-            StreamInfo(
-                stream=name,
-                version=stream.version,
-                state=stream.state,
-                truncated_before=stream.truncated_before,
-                max_age=stream.max_age,
-                max_count=stream.max_count,
-                metadata=dict(stream.metadata),
-            )
+            stream.info(name)
             for (namespace, name), stream in self._log.streams.items()
             if namespace == self._namespace
             and name > after

@@ -23,7 +23,7 @@ from kronika.domain.events import (
     StreamInfo,
     StreamState,
 )
-from kronika.errors import ConditionFailed, StreamNotFound
+from kronika.errors import ConditionFailed, InlineProjectionFailed, NotFound, StreamNotFound
 from kronika.store.base import (
     GlobalFilter,
     Notifier,
@@ -33,8 +33,23 @@ from kronika.store.base import (
     decode_json,
     resolve_multi_retry,
 )
+from kronika.store.inline import (
+    InlineGuard,
+    InlineHandler,
+    InlineHandlers,
+    InlineRecord,
+    report_registered,
+)
 from kronika.store.integrity import Checkpoint, append_digests, chain
 from kronika.store.listing import StreamSelection
+from kronika.store.memory.inline import (
+    MemoryInlineOutput,
+    Undo,
+    apply_all,
+    check_handlers,
+    rebuilt,
+    registered,
+)
 from kronika.store.memory.integrity import MemoryChains, before_purge
 from kronika.store.memory.keys import MemoryKeys
 from kronika.store.memory.processing import MemoryProcessing
@@ -64,6 +79,18 @@ class _Stream:
     anchor: bytes | None = None
     """The chain hash just before the first stored event (set by purges)."""
 
+    def info(self, name: str) -> StreamInfo:
+        """What the store tells about this stream, named ``name``."""
+        return StreamInfo(
+            stream=name,
+            version=self.version,
+            state=self.state,
+            truncated_before=self.truncated_before,
+            max_age=self.max_age,
+            max_count=self.max_count,
+            metadata=dict(self.metadata),
+        )
+
 
 @dataclass
 class _Log:
@@ -89,6 +116,8 @@ class _Log:
     """The global chain's checkpoints per namespace, by position."""
     purges: dict[str, int] = field(default_factory=dict)
     """Purges (truncations, deletions) per namespace."""
+    inline: dict[str, dict[str, InlineRecord]] = field(default_factory=dict)
+    """Inline projections' records per namespace, by name."""
 
 
 _LOGS: dict[str, _Log] = {}
@@ -136,7 +165,15 @@ class MemoryEventStore(StoreBase):
         return MemoryRetention(self._log, self.namespace)
 
     async def _open(self) -> None:
-        pass
+        records = self._log.inline.setdefault(self.namespace, {})
+        if self._inline is not None:
+            stored = list(self._own_events(1))
+            head = stored[-1].position if stored else 0
+            for handler in self._inline.handlers:
+                record = registered(records.get(handler.name), handler, stored, head)
+                records[handler.name] = record
+            report_registered(records.values(), self._inline)
+        self._inline_guard = InlineGuard.of(records.values(), self._inline)
 
     async def _close(self) -> None:
         pass
@@ -168,6 +205,23 @@ class MemoryEventStore(StoreBase):
                 )
 
     async def _append(
+        self, appends: list[PreparedAppend], condition: AppendCondition | None
+    ) -> MultiAppendResult:
+        inline = self._inline
+        if inline is None or not inline.wants_any(e.type for a in appends for e in a.events):
+            return self._append_now(appends, condition)
+        undo = Undo.of(self._log, self.namespace, appends)
+        result = self._append_now(appends, condition)
+        output = MemoryInlineOutput()
+        try:
+            inline.run(undo.written(self._log), output)
+        except InlineProjectionFailed:
+            undo.restore(self._log)
+            raise
+        self.processing.apply_documents(output.documents)
+        return result
+
+    def _append_now(
         self, appends: list[PreparedAppend], condition: AppendCondition | None
     ) -> MultiAppendResult:
         results: dict[str, AppendResult] = {}
@@ -239,6 +293,29 @@ class MemoryEventStore(StoreBase):
         stream.version, stream.hash = version, hashes[-1]
         return AppendResult(version, self._log.last_position)
 
+    # -- inline projections -------------------------------------------------------------
+
+    def _accept_inline(self, handlers: InlineHandlers) -> None:
+        check_handlers(handlers)
+
+    async def _rebuild_inline(self, handler: InlineHandler) -> InlineRecord:
+        events = list(self._own_events(1))
+        output = apply_all(handler, events)
+        self.processing.apply_documents(output.documents, clear=handler.collections)
+        records = self._log.inline.setdefault(self.namespace, {})
+        head = events[-1].position if events else 0
+        record = registered(records.get(handler.name), handler, (), head)
+        records[handler.name] = rebuilt(record, head)
+        return records[handler.name]
+
+    async def _inline_records(self) -> list[InlineRecord]:
+        records = self._log.inline.get(self.namespace, {})
+        return [records[name] for name in sorted(records)]
+
+    async def _drop_inline(self, name: str) -> None:
+        if self._log.inline.get(self.namespace, {}).pop(name, None) is None:
+            raise NotFound(f"no inline projection {name!r} is recorded in this store")
+
     def _forget(self, stream: _Stream, before_version: int) -> None:
         if before_version < 0:
             return
@@ -278,7 +355,7 @@ class MemoryEventStore(StoreBase):
             found = self._log.streams[(self.namespace, stream)] = _Stream()
         check_stream_expectation(stream, ANY, found.version, found.state)
         found.max_age, found.max_count, found.metadata = max_age, max_count, metadata
-        return self._info(stream, found)
+        return found.info(stream)
 
     async def _write_snapshot(
         self, stream: str, version: int, schema_version: int, state: bytes
@@ -338,7 +415,7 @@ class MemoryEventStore(StoreBase):
         found = self._stream(stream)
         if found is None:
             raise StreamNotFound(stream)
-        return self._info(stream, found)
+        return found.info(stream)
 
     async def _list_streams(self, selection: StreamSelection) -> list[StreamInfo]:
         found = sorted(
@@ -349,19 +426,7 @@ class MemoryEventStore(StoreBase):
             ),
             key=lambda item: item[0],
         )
-        return [self._info(name, stream) for name, stream in found[: selection.limit]]
-
-    @staticmethod
-    def _info(name: str, stream: _Stream) -> StreamInfo:
-        return StreamInfo(
-            stream=name,
-            version=stream.version,
-            state=stream.state,
-            truncated_before=stream.truncated_before,
-            max_age=stream.max_age,
-            max_count=stream.max_count,
-            metadata=dict(stream.metadata),
-        )
+        return [stream.info(name) for name, stream in found[: selection.limit]]
 
 
 def visible_events(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -26,12 +26,15 @@ from kronika.errors import ConflictError
 from kronika.store.archive import (
     SECTIONS,
     BackupRecord,
+    Converter,
     LoadPlan,
     Section,
     SectionRows,
     SourceInfo,
     TargetState,
     check_target,
+    converting,
+    time_of,
 )
 from kronika.store.postgres.database import Connection, Database
 from kronika.store.postgres.errors import translated
@@ -41,18 +44,10 @@ from kronika.store.sqlfiles import load_queries
 
 __all__ = ["PostgresArchive"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STEP = 1 << 16
 """Positions are ``(transaction id << 16) | index``: offsets move in whole transactions."""
 
-Converter = Callable[[Any], Any]
-
-
-def _time(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-_TO_POSTGRES: dict[str, Converter] = {"time": _time, "bytes": bytes.fromhex}
+_TO_POSTGRES: dict[str, Converter] = {"time": time_of, "bytes": bytes.fromhex}
 """Per kind, what an archive value becomes for COPY (others go as they are: PostgreSQL
 parses uuids from hex and JSON from text)."""
 
@@ -81,18 +76,9 @@ def _set_offset_query(schema: str, offset: int) -> sql.Composed:
 
 def _import_converter(section: Section) -> Callable[[list[list[Any]]], list[list[Any]]]:
     """Convert a page of archive rows of ``section`` for COPY, in place."""
-    fixes = [
-        (i, _TO_POSTGRES[c.kind]) for i, c in enumerate(section.columns) if c.kind in _TO_POSTGRES
-    ]
-
-    def convert(rows: list[list[Any]]) -> list[list[Any]]:
-        for row in rows:
-            for i, fix in fixes:
-                if row[i] is not None:
-                    row[i] = fix(row[i])
-        return rows
-
-    return convert
+    return converting(
+        [(i, _TO_POSTGRES[c.kind]) for i, c in enumerate(section.columns) if c.kind in _TO_POSTGRES]
+    )
 
 
 class _Source:
@@ -246,18 +232,7 @@ class PostgresArchive:
 
     async def record_backup(self, record: BackupRecord) -> None:
         """Insert a finished backup into the ``backups`` table."""
-        params = {
-            "id": record.id,
-            "path": record.path,
-            "started_at": record.started_at,
-            "finished_at": record.finished_at,
-            "events": record.events,
-            "last_position": record.last_position,
-            "bytes": record.bytes,
-            "sha256": record.sha256,
-            "engine": record.engine,
-            "verified_at": record.verified_at,
-        }
+        params = record.params(lambda moment: moment)
         async with self._connection() as conn:
             with translated():
                 await conn.execute(self._queries["insert_backup"], params)
@@ -276,24 +251,4 @@ class PostgresArchive:
             with translated():
                 cur = await conn.execute(self._queries["select_backups"], {"limit": limit})
                 rows = await cur.fetchall()
-        return [_record_from(row) for row in rows]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _record_from(row: Sequence[Any]) -> BackupRecord:
-    id_, path, started, finished, events, last, size, sha256, engine, verified = row
-    return BackupRecord(
-        id=id_,
-        path=path,
-        started_at=started.astimezone(UTC),
-        finished_at=finished.astimezone(UTC),
-        events=events,
-        last_position=last,
-        bytes=size,
-        sha256=sha256,
-        engine=engine,
-        verified_at=_utc(verified),
-    )
+        return [BackupRecord.from_row(row, lambda moment: moment.astimezone(UTC)) for row in rows]

@@ -545,3 +545,19 @@ CREATE TABLE {schema}.backups (
 );
 
 CREATE INDEX backups_finished_idx ON {schema}.backups (finished_at);
+
+-- Inline projections (migration 0007, see kronika.store.inline): one row per projection a
+-- store of the namespace has registered. types holds the event types it handled when last
+-- registered (NULL: every type); needs_rebuild is true while its read model misses events
+-- stored before it handled them.
+CREATE TABLE {schema}.inline_projections (
+    namespace text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
+    types text[],
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_position bigint NOT NULL,              -- the head when first registered
+    needs_rebuild boolean NOT NULL,
+    rebuilt_at timestamptz,
+    rebuilt_position bigint,                          -- the head when last rebuilt
+    PRIMARY KEY (namespace, name)
+);

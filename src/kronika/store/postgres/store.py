@@ -63,11 +63,19 @@ from kronika.domain.events import (
 )
 from kronika.errors import ConflictError, KronikaError, StreamDeleted, StreamNotFound, Unavailable
 from kronika.store.base import GlobalFilter, PreparedAppend, StoreBase, check_stream_expectation
+from kronika.store.inline import (
+    InlineGuard,
+    InlineHandler,
+    InlineHandlers,
+    InlineRecord,
+    report_registered,
+)
 from kronika.store.listing import StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.postgres import appends as ap
 from kronika.store.postgres.archive import PostgresArchive
 from kronika.store.postgres.database import Connection, Database, RawJson
+from kronika.store.postgres.inline import PostgresInline
 from kronika.store.postgres.integrity import PostgresChains
 from kronika.store.postgres.keys import PostgresKeys
 from kronika.store.postgres.notifier import Announcer, Listener, channel_name
@@ -139,6 +147,7 @@ class PostgresEventStore(StoreBase):
             self._db, self._queries, self.namespace, self._await_own_writes
         )
         self._retention = PostgresRetention(self._db, self._queries, self.namespace)
+        self._inline_db = PostgresInline(self._db, self._queries, settings.schema, self.namespace)
         self._stuck: tuple[int, float] | None = None
         self._written = 0
         """The highest position this store object has written."""
@@ -210,6 +219,21 @@ class PostgresEventStore(StoreBase):
             if status.pending:
                 await apply_pending(conn, self._queries, self.schema)
         await self._db.open()
+        try:
+            await self._start_inline()
+        except BaseException:
+            await self._db.close()
+            raise
+
+    async def _start_inline(self) -> None:
+        """Register the inline projections (tables, records) and guard against those
+        recorded in the database but not registered here."""
+        if self._inline is None:
+            records = await self._inline_db.records()
+        else:
+            records = await self._inline_db.register(self._inline)
+            report_registered(records, self._inline)
+        self._inline_guard = InlineGuard.of(records, self._inline)
 
     async def _warm_up(self, conn: Connection) -> None:
         """Prepare a new pooled connection for appends (compiled function, prepared query)."""
@@ -226,9 +250,12 @@ class PostgresEventStore(StoreBase):
         self, appends: list[PreparedAppend], condition: AppendCondition | None
     ) -> MultiAppendResult:
         params = ap.append_params(self.namespace, appends, condition, self._scope)
-        row = await self._call_append(appends, params)
+        inline = self._inline
+        if inline is not None and not inline.wants_any(e.type for a in appends for e in a.events):
+            inline = None  # no handler wants these events: the one-statement path
+        row = await self._call_append(appends, params, inline)
         if row is None:  # an id was stored concurrently: let the idempotency path answer
-            row = await self._call_append(appends, {**params, "lookup": True})
+            row = await self._call_append(appends, {**params, "lookup": True}, inline)
         if row is None:
             raise ConflictError("concurrent appends used the same event ids; retry")
         if row[2]:  # some of the event ids are stored already
@@ -241,10 +268,15 @@ class PostgresEventStore(StoreBase):
         return result
 
     async def _call_append(
-        self, appends: list[PreparedAppend], params: dict[str, Any]
+        self,
+        appends: list[PreparedAppend],
+        params: dict[str, Any],
+        inline: InlineHandlers | None = None,
     ) -> tuple[Any, ...] | None:
         async with self._db.connection() as conn:
             try:
+                if inline is not None:  # in a transaction with the inline projections
+                    return await self._inline_db.append(conn, appends, params, inline)
                 cur = await conn.execute(self._queries.append, params, prepare=True)
                 return await cur.fetchone()
             except _RETRYABLE:
@@ -273,6 +305,20 @@ class PostgresEventStore(StoreBase):
     async def _tail(self, stream: str) -> AppendResult:
         rows = await self._fetch(self._queries.stream_tail, self._key(stream), tuple_row)
         return AppendResult(*rows[0]) if rows else AppendResult(-1, 0)
+
+    # -- inline projections -------------------------------------------------------------
+
+    def _accept_inline(self, handlers: InlineHandlers) -> None:
+        pass  # SQL tables and documents, in the append's transaction
+
+    async def _rebuild_inline(self, handler: InlineHandler) -> InlineRecord:
+        return await self._inline_db.rebuild(handler)
+
+    async def _inline_records(self) -> list[InlineRecord]:
+        return await self._inline_db.records()
+
+    async def _drop_inline(self, name: str) -> None:
+        await self._inline_db.drop(name)
 
     # -- stream administration ----------------------------------------------------------
 

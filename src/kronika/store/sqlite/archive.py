@@ -12,7 +12,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,11 +21,14 @@ from kronika.errors import ConfigurationError
 from kronika.store.archive import (
     SECTIONS,
     BackupRecord,
+    Converter,
     LoadPlan,
     Section,
     SectionRows,
     SourceInfo,
     TargetState,
+    micros_of,
+    time_of,
 )
 from kronika.store.sqlite import archive_load, schema
 from kronika.store.sqlite.config import SQLiteConfig
@@ -36,10 +39,6 @@ from kronika.store.sqlite.sql import QUERIES
 __all__ = ["SQLiteArchive"]
 
 ARCHIVE_QUERIES = archive_load.ARCHIVE_QUERIES
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-Converter = Callable[[Any], Any]
 
 _FROM_SQLITE: dict[str, Converter] = {"list": orjson.Fragment, "bool": bool}
 """Per kind, how a stored value becomes an archive value (others are stored as archived).
@@ -129,32 +128,6 @@ def _open_snapshot(config: SQLiteConfig) -> _Source:
     return _Source(conn, config, info)
 
 
-def _micros(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
-def _datetime(micros: int | None) -> datetime | None:
-    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
-
-
-def _record_from(row: Sequence[Any]) -> BackupRecord:
-    id_, path, started, finished, events, last, size, sha256, engine, verified = row
-    return BackupRecord(
-        id=id_,
-        path=path,
-        started_at=_EPOCH + timedelta(microseconds=started),
-        finished_at=_EPOCH + timedelta(microseconds=finished),
-        events=events,
-        last_position=last,
-        bytes=size,
-        sha256=sha256,
-        engine=engine,
-        verified_at=_datetime(verified),
-    )
-
-
 class SQLiteArchive:
     """The backup hooks of one SQLite database file (see :class:`StoreArchive`)."""
 
@@ -182,18 +155,7 @@ class SQLiteArchive:
 
     async def record_backup(self, record: BackupRecord) -> None:
         """Insert a finished backup into the ``backups`` table."""
-        params = {
-            "id": record.id,
-            "path": record.path,
-            "started_at": _micros(record.started_at),
-            "finished_at": _micros(record.finished_at),
-            "events": record.events,
-            "last_position": record.last_position,
-            "bytes": record.bytes,
-            "sha256": record.sha256,
-            "engine": record.engine,
-            "verified_at": _micros(record.verified_at),
-        }
+        params = record.params(micros_of)
         await asyncio.to_thread(self._write, ARCHIVE_QUERIES["insert_backup"], params)
 
     async def backup_history(self, limit: int | None) -> list[BackupRecord]:
@@ -201,11 +163,11 @@ class SQLiteArchive:
         if not self._config.path.exists():
             return []
         rows = await asyncio.to_thread(self._read, ARCHIVE_QUERIES["select_backups"], limit)
-        return [_record_from(row) for row in rows]
+        return [BackupRecord.from_row(row, time_of) for row in rows]
 
     async def mark_verified(self, sha256: str, at: datetime) -> int:
         """Set ``verified_at`` of the backups whose file has this SHA-256; how many."""
-        params = {"sha256": sha256, "verified_at": _micros(at)}
+        params = {"sha256": sha256, "verified_at": micros_of(at)}
         return await asyncio.to_thread(self._write, ARCHIVE_QUERIES["mark_verified"], params)
 
     def _write(self, query: str, params: dict[str, Any]) -> int:

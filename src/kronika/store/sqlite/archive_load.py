@@ -25,11 +25,13 @@ from kronika.domain.events import category_of
 from kronika.errors import ConflictError, Unavailable
 from kronika.store.archive import (
     SECTIONS,
+    Converter,
     LoadPlan,
     Section,
     SectionRows,
     TargetState,
     check_target,
+    converting,
     durable_replace,
 )
 from kronika.store.sqlfiles import load_queries
@@ -45,8 +47,6 @@ ARCHIVE_QUERIES: dict[str, str] = load_queries(__package__ or "kronika.store.sql
 """The named queries of ``archive.sql``."""
 
 _SIDE_FILES = ("-journal", "-wal", "-shm")
-
-Converter = Callable[[Any], Any]
 
 _BLOB_JSON = frozenset({"streams.metadata", "events.data", "events.metadata", "snapshots.state"})
 """JSON columns stored as BLOB (the others are TEXT)."""
@@ -69,7 +69,7 @@ _TO_SQLITE: dict[str, Converter] = {
 """Per kind, how an archive value is stored (others are stored as they are)."""
 
 
-def _import_converter(section: Section) -> Callable[[list[list[Any]]], list[Any]]:
+def _import_converter(section: Section) -> Callable[[list[list[Any]]], list[list[Any]]]:
     """Convert a page of archive rows of ``section`` to parameters of its insert."""
     fixes: list[tuple[int, Converter]] = []
     for i, column in enumerate(section.columns):
@@ -78,14 +78,7 @@ def _import_converter(section: Section) -> Callable[[list[list[Any]]], list[Any]
         elif column.kind in _TO_SQLITE:
             fixes.append((i, _TO_SQLITE[column.kind]))
 
-    def convert(rows: list[list[Any]]) -> list[Any]:
-        for row in rows:
-            for i, fix in fixes:
-                if row[i] is not None:
-                    row[i] = fix(row[i])
-        return rows
-
-    return convert
+    return converting(fixes)
 
 
 def _event_rows(rows: list[list[Any]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -7,17 +7,16 @@ writer thread, which also runs every purge, so comparing the purge counter there
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from kronika.store.integrity import Checkpoint, Prior, ScanRow, StreamTail
+from kronika.store.sqlite.parts import StorePart
 from kronika.store.sqlite.processing_rows import micros, moment
-from kronika.store.sqlite.readers import ReaderPool
 from kronika.store.sqlite.sql import QUERIES
-from kronika.store.sqlite.writer import Writer
 
 __all__ = ["SQLiteChains"]
 
@@ -52,53 +51,46 @@ def _checkpoints(
     return [_checkpoint(row) for row in conn.execute(QUERIES["chain_checkpoints"], params)]
 
 
-def _one(conn: sqlite3.Connection, query: str, namespace: str) -> Any:
+def _one(conn: sqlite3.Connection, namespace: str, query: str) -> Any:
     return conn.execute(QUERIES[query], {"namespace": namespace}).fetchone()
 
 
-class SQLiteChains:
+class SQLiteChains(StorePart):
     """The hash chains of one namespace, in the store's SQLite file (see
     :class:`kronika.store.integrity.ChainSource`)."""
 
-    def __init__(
-        self, namespace: str, writer: Callable[[], Writer], readers: Callable[[], ReaderPool]
-    ) -> None:
-        self._namespace = namespace
-        self._writer = writer
-        self._readers = readers
-
     async def scan_limit(self) -> int:
         """The newest position (0 when the log is empty)."""
-        row = await self._readers().run(_one, "head_position", self._namespace)
+        row = await self._read(_one, "head_position")
         return int(row[0] or 0)
 
     async def scan(self, after: int, upto: int, limit: int) -> list[ScanRow]:
         """Events with ``after < position <= upto``, in position order."""
-        return await self._readers().run(_scan, self._namespace, after, upto, limit)
+        return await self._read(_scan, after, upto, limit)
 
     async def priors(self, wanted: Sequence[tuple[str, int]]) -> dict[str, Prior]:
         """Stream rows and the events one version lower."""
         if not wanted:
             return {}
         text = orjson.dumps(list(wanted)).decode()
-        return await self._readers().run(_priors, self._namespace, text)
+        return await self._read(_priors, text)
 
     async def tails(self, after: str, limit: int) -> list[StreamTail]:
         """Stream rows after ``after`` with their newest events."""
-        return await self._readers().run(_tails, self._namespace, after, limit)
+        return await self._read(_tails, after, limit)
 
     async def checkpoints(self, after: int, upto: int) -> list[Checkpoint]:
         """Checkpoints with ``after < position <= upto``."""
-        return await self._readers().run(_checkpoints, self._namespace, after, upto)
+        return await self._read(_checkpoints, after, upto)
 
     async def last_checkpoint(self) -> Checkpoint | None:
         """The newest checkpoint."""
-        row = await self._readers().run(_one, "last_chain_checkpoint", self._namespace)
+        row = await self._read(_one, "last_chain_checkpoint")
         return None if row is None else _checkpoint(row)
 
     async def purges(self) -> int:
         """The namespace's purge counter."""
-        row = await self._readers().run(_one, "chain_purge_count", self._namespace)
+        row = await self._read(_one, "chain_purge_count")
         return int(row[0])
 
     async def record(self, checkpoint: Checkpoint, purges: int) -> bool:
@@ -113,9 +105,9 @@ class SQLiteChains:
         }
 
         def record(conn: sqlite3.Connection) -> bool:
-            if _one(conn, "chain_purge_count", namespace)[0] != purges:
+            if _one(conn, namespace, "chain_purge_count")[0] != purges:
                 return False
             conn.execute(QUERIES["record_chain_checkpoint"], params)
             return True
 
-        return await self._writer().call(record)
+        return await self._write(record)

@@ -7,17 +7,15 @@ pool. Semantics follow the memory backend (the reference).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from kronika.store.keys import ApiKeyRecord
+from kronika.store.sqlite.parts import StorePart
 from kronika.store.sqlite.processing_rows import micros, moment
-from kronika.store.sqlite.readers import ReaderPool
 from kronika.store.sqlite.sql import QUERIES
-from kronika.store.sqlite.writer import Writer
 
 __all__ = ["SQLiteKeys"]
 
@@ -50,19 +48,8 @@ def _select(conn: sqlite3.Connection, namespace: str, key_id: str | None) -> lis
     return [_record_from_row(row) for row in rows]
 
 
-class SQLiteKeys:
-    """The API keys of one namespace, in the store's SQLite file.
-
-    ``writer`` and ``readers`` return the open store's writer and reader pool (raising
-    ``StoreClosed`` when it is closed).
-    """
-
-    def __init__(
-        self, namespace: str, writer: Callable[[], Writer], readers: Callable[[], ReaderPool]
-    ) -> None:
-        self._namespace = namespace
-        self._writer = writer
-        self._readers = readers
+class SQLiteKeys(StorePart):
+    """The API keys of one namespace, in the store's SQLite file."""
 
     async def create_key(self, record: ApiKeyRecord) -> bool:
         """Store a new key; False if a key with its id exists."""
@@ -81,16 +68,16 @@ class SQLiteKeys:
             "expires_at": _optional_micros(record.expires_at),
         }
         query = QUERIES["insert_api_key"]
-        return await self._writer().call(lambda conn: conn.execute(query, params).rowcount > 0)
+        return await self._write(lambda conn: conn.execute(query, params).rowcount > 0)
 
     async def key(self, key_id: str) -> ApiKeyRecord | None:
         """The key with this id, or ``None``."""
-        found = await self._readers().run(_select, self._namespace, key_id)
+        found = await self._read(_select, key_id)
         return found[0] if found else None
 
     async def keys(self) -> list[ApiKeyRecord]:
         """Every key, oldest first."""
-        return await self._readers().run(_select, self._namespace, None)
+        return await self._read(_select, None)
 
     async def revoke_key(self, key_id: str, at: datetime) -> ApiKeyRecord | None:
         """Revoke a key (keeping an earlier revocation time); the key afterwards, or None."""
@@ -101,7 +88,7 @@ class SQLiteKeys:
             found = _select(conn, ns, key_id)
             return found[0] if found else None
 
-        return await self._writer().call(revoke)
+        return await self._write(revoke)
 
     async def touch_key(self, key_id: str, at: datetime, *, stale_before: datetime) -> None:
         """Record a use unless one at or after ``stale_before`` is recorded."""
@@ -112,4 +99,4 @@ class SQLiteKeys:
             "stale_before": micros(stale_before),
         }
         query = QUERIES["touch_api_key"]
-        await self._writer().call(lambda conn: conn.execute(query, params).rowcount)
+        await self._write(lambda conn: conn.execute(query, params).rowcount)

@@ -75,6 +75,13 @@ class SQLiteProcessing:
             raise
         await tx.end(commit=True)
 
+    @property
+    def commits(self) -> int:
+        """SQLite transactions processing transactions have committed in so far (fewer
+        than the processing transactions when they queue up and share one, see
+        :mod:`.processing_connection`)."""
+        return 0 if self._connection is None else self._connection.commits
+
     def _active_connection(self) -> ProcessingConnection:
         self._writer()  # raises StoreClosed unless the store is open
         if self._connection is None:

@@ -5,6 +5,14 @@ statement, not when it is created: a handler that does slow work or appends even
 touching the database does not hold up other transactions or the store's writer. Its
 statements then run on the caller's thread, without a hop to the connection's thread
 (see :mod:`.processing_connection`); only ``BEGIN`` and ``COMMIT`` take the hop.
+
+A handler's writes whose row count it does not need (:meth:`SQLiteTransaction.write`) wait
+in the transaction and run before its next statement, checkpoint or commit, each run of
+one statement with one ``executemany``: one call into ``sqlite3`` per run instead of a
+stack of Python calls per row. Their errors surface there, inside the transaction. A
+write does not take the connection either: a batch whose handlers only write runs them
+all while other transactions hold the connection (or wait for their commit's fsync), and
+then holds it only for its statements.
 """
 
 from __future__ import annotations
@@ -71,24 +79,40 @@ class SQLiteTransaction:
         self._path = path
         self._begun = False
         self._ended = False
+        self._writes: list[tuple[str, Params]] = []
+        """A handler's buffered writes (:meth:`write`), in order."""
         self.documents = SQLiteDocuments(self._run, namespace, writable=True)
 
-    async def _run(self, function: Callable[..., T], /, *args: Any) -> T:
+    async def _begin(self) -> None:
         if self._ended:
             raise ConfigurationError("this processing transaction has ended")
         if not self._begun:
             await self._connection.begin()
             self._begun = True
+
+    async def _run(self, function: Callable[..., T], /, *args: Any) -> T:
+        await self._begin()
+        if self._writes:  # whatever runs next may read them
+            self._flush()
         return self._connection.run_here(function, *args)
+
+    def _flush(self) -> None:
+        writes, self._writes = self._writes, []
+        self._connection.run_here(_write_all, writes, self._path)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         return await self._run(_execute, sql, params, self._path)
 
     async def write(self, sql: str, params: Params) -> None:
-        """Run a handler's write whose result it does not need (SQLite runs it at once)."""
+        """Buffer a handler's write whose result it does not need; it runs before the
+        transaction's next statement, checkpoint or commit (consecutive writes of one
+        statement with one ``executemany``). Its errors surface there, inside this
+        transaction, so it still rolls back."""
         if not params:
             raise ConfigurationError("write() takes parameters; use execute() for plain SQL")
-        await self.execute(sql, params)
+        if self._ended:
+            raise ConfigurationError("this processing transaction has ended")
+        self._writes.append((sql, params))
 
     async def fetch(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         return await self._run(_fetch, sql, params, self._path)
@@ -118,7 +142,15 @@ class SQLiteTransaction:
 
     async def end(self, *, commit: bool) -> None:
         """Commit (or roll back) what was written, if anything; the transaction is over."""
+        if commit and self._writes and not self._ended:
+            try:
+                await self._begin()
+                self._flush()
+            except BaseException:
+                await self.end(commit=False)
+                raise
         self._ended = True
+        self._writes.clear()
         if self._begun:
             self._begun = False
             await self._connection.end(commit=commit)
@@ -132,10 +164,49 @@ def _statement(conn: sqlite3.Connection, sql: str, params: Params, path: Path) -
     try:
         cursor = conn.execute(sql, params)
     except sqlite3.Error as exc:
-        raise translate_statement(exc, path) from exc
+        raise _handler_error(exc, path) from exc
     if not conn.in_transaction:
-        raise ConfigurationError("a handler's SQL must not end the processing transaction")
+        raise ConfigurationError(_ENDED)
     return cursor
+
+
+_ENDED = "a handler's SQL must not end the processing transaction"
+
+
+def _handler_error(exc: sqlite3.Error, path: Path) -> Exception:
+    """A handler's statement that SQLite refused; the authorizer of the processing
+    connection denies transaction statements (see :mod:`.processing_connection`)."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_AUTH:
+        return ConfigurationError(f"{_ENDED} (BEGIN, COMMIT and ROLLBACK are Kronika's)")
+    return translate_statement(exc, path)
+
+
+def _write_all(conn: sqlite3.Connection, writes: list[tuple[str, Params]], path: Path) -> None:
+    """Run buffered writes in order, each run of one statement with one ``executemany``."""
+    start = 0
+    while start < len(writes):
+        sql, end = writes[start][0], start + 1
+        while end < len(writes) and writes[end][0] == sql:
+            end += 1
+        if end - start == 1:
+            _statement(conn, sql, writes[start][1], path)
+        else:
+            _many(conn, sql, [params for _, params in writes[start:end]], path)
+        start = end
+
+
+def _many(conn: sqlite3.Connection, sql: str, rows: list[Params], path: Path) -> None:
+    try:
+        conn.executemany(sql, rows)
+    except sqlite3.ProgrammingError as exc:
+        if "DML" not in str(exc):  # e.g. a wrong number of parameters
+            raise _handler_error(exc, path) from exc
+        for params in rows:  # a statement executemany() refuses: one by one
+            _statement(conn, sql, params, path)
+    except sqlite3.Error as exc:
+        raise _handler_error(exc, path) from exc
+    if not conn.in_transaction:
+        raise ConfigurationError(_ENDED)
 
 
 def _execute(conn: sqlite3.Connection, sql: str, params: Params, path: Path) -> int:

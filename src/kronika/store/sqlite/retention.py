@@ -7,17 +7,15 @@ write, one request (one transaction) per call. Semantics follow the memory backe
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 from kronika.domain import names
 from kronika.domain.events import StreamInfo
 from kronika.store.retention import SnapshotRule
+from kronika.store.sqlite.parts import StorePart
 from kronika.store.sqlite.processing_rows import micros
-from kronika.store.sqlite.readers import ReaderPool
 from kronika.store.sqlite.rows import StreamRow
 from kronika.store.sqlite.sql import QUERIES
-from kronika.store.sqlite.writer import Writer
 
 __all__ = ["SQLiteRetention"]
 
@@ -46,28 +44,17 @@ def _count(conn: sqlite3.Connection, namespace: str, rule: SnapshotRule) -> int:
     return int(row[0])
 
 
-class SQLiteRetention:
-    """Retention's queries on one namespace of the store's SQLite file.
-
-    ``writer`` and ``readers`` return the open store's writer and reader pool (raising
-    ``StoreClosed`` when it is closed).
-    """
-
-    def __init__(
-        self, namespace: str, writer: Callable[[], Writer], readers: Callable[[], ReaderPool]
-    ) -> None:
-        self._namespace = namespace
-        self._writer = writer
-        self._readers = readers
+class SQLiteRetention(StorePart):
+    """Retention's queries on one namespace of the store's SQLite file."""
 
     async def limited_streams(self, *, after: str = "", limit: int = 1000) -> list[StreamInfo]:
         """Active streams with a ``max_age`` or ``max_count``, in name order after ``after``."""
         names.check_limit(limit)
-        return await self._readers().run(_limited, self._namespace, after, limit)
+        return await self._read(_limited, after, limit)
 
     async def count_snapshots(self, rule: SnapshotRule) -> int:
         """How many snapshots ``rule`` selects."""
-        return await self._readers().run(_count, self._namespace, rule)
+        return await self._read(_count, rule)
 
     async def delete_snapshots(self, rule: SnapshotRule, *, limit: int) -> int:
         """Delete at most ``limit`` snapshots that ``rule`` selects, in one transaction."""
@@ -77,4 +64,4 @@ class SQLiteRetention:
         def delete(conn: sqlite3.Connection) -> int:
             return conn.execute(QUERIES["delete_snapshots"], params).rowcount
 
-        return await self._writer().call(delete)
+        return await self._write(delete)

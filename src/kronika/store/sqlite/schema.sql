@@ -232,3 +232,19 @@ CREATE TABLE backups (
 ) STRICT;
 
 CREATE INDEX backups_finished ON backups (finished_at);
+
+-- Inline projections (migration 0007, see kronika.store.inline): one row per projection a
+-- store of the namespace has registered. types is the JSON array of the event types it
+-- handled when last registered (NULL: every type); needs_rebuild is 1 while its read model
+-- misses events stored before it handled them.
+CREATE TABLE inline_projections (
+    namespace           TEXT    NOT NULL,
+    name                TEXT    NOT NULL,
+    types               TEXT,
+    registered_at       INTEGER NOT NULL,
+    registered_position INTEGER NOT NULL,
+    needs_rebuild       INTEGER NOT NULL,
+    rebuilt_at          INTEGER,
+    rebuilt_position    INTEGER,
+    PRIMARY KEY (namespace, name)
+) STRICT, WITHOUT ROWID;

@@ -22,11 +22,24 @@ from kronika.domain.events import (
 )
 from kronika.errors import StoreClosed
 from kronika.store.base import GlobalFilter, PreparedAppend, StoreBase
+from kronika.store.inline import (
+    InlineGuard,
+    InlineHandler,
+    InlineHandlers,
+    InlineRecord,
+    report_registered,
+)
 from kronika.store.listing import StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.sqlite import reads, schema
 from kronika.store.sqlite.archive import SQLiteArchive
 from kronika.store.sqlite.config import SQLiteConfig
+from kronika.store.sqlite.inline import (
+    DropInlineOp,
+    RebuildInlineOp,
+    RegisterInlineOp,
+    read_records,
+)
 from kronika.store.sqlite.integrity import SQLiteChains
 from kronika.store.sqlite.keys import SQLiteKeys
 from kronika.store.sqlite.processing import SQLiteProcessing
@@ -153,19 +166,37 @@ class SQLiteEventStore(StoreBase):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        writer = Writer(self._config, on_commit=self._notifier.notify)
+        writer = Writer(self._config, on_commit=self._notifier.notify, inline=self._inline)
         await writer.start()
         try:
             allow = self._config.migrate
             await writer.call(lambda conn: schema.prepare(conn, migrate_pending=allow))
+            readers = ReaderPool(self._config)
         except BaseException:
             await writer.stop()
             raise
+        try:
+            await self._start_inline(writer, readers)
+        except BaseException:
+            await writer.stop()
+            await asyncio.to_thread(readers.close)
+            raise
         self._writer = writer
-        self._readers = ReaderPool(self._config)
+        self._readers = readers
         self._watcher = ChangeWatcher(
             self._readers, self._notifier, self._config.poll_interval, lambda: self._opened
         )
+
+    async def _start_inline(self, writer: Writer, readers: ReaderPool) -> None:
+        """Register the inline projections (tables, records) and guard against those
+        recorded in the database but not registered here."""
+        namespace = self.namespace
+        if self._inline is None:
+            records = await readers.run(read_records, namespace)
+        else:
+            records = await writer.submit(RegisterInlineOp(namespace, self._inline))
+            report_registered(records, self._inline)
+        self._inline_guard = InlineGuard.of(records, self._inline)
 
     async def _close(self) -> None:
         writer, readers, watcher = self._writer, self._readers, self._watcher
@@ -225,6 +256,18 @@ class SQLiteEventStore(StoreBase):
     ) -> None:
         op = SnapshotOp(self.namespace, stream, version, schema_version, state)
         await self._active_writer().submit(op)
+
+    def _accept_inline(self, handlers: InlineHandlers) -> None:
+        pass  # SQL tables and documents, on the writer's connection
+
+    async def _rebuild_inline(self, handler: InlineHandler) -> InlineRecord:
+        return await self._active_writer().submit(RebuildInlineOp(self.namespace, handler))
+
+    async def _inline_records(self) -> list[InlineRecord]:
+        return await self._active_readers().run(read_records, self.namespace)
+
+    async def _drop_inline(self, name: str) -> None:
+        await self._active_writer().submit(DropInlineOp(self.namespace, name))
 
     async def _read_snapshot(self, stream: str) -> Snapshot | None:
         return await self._active_readers().run(read_snapshot, self.namespace, stream)

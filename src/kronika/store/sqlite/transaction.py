@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from kronika.domain.events import RecordedEvent
+from kronika.store.inline import InlineHandlers, InlineOutput
 from kronika.store.sqlite.gate import WriteGate
 from kronika.store.sqlite.sql import QUERIES
 
@@ -25,7 +27,9 @@ class Transaction:
     """The writer's connection and what it remembers between requests and groups.
 
     An operation may write on ``conn`` directly, or :meth:`defer` rows: deferred rows of
-    many requests are written together, one ``executemany`` per statement.
+    many requests are written together, one ``executemany`` per statement. Appends add
+    the events inline projections want to ``pending``: :meth:`write_deferred` applies them
+    right after their rows are written, in the same transaction.
 
     ``cache`` (e.g. stream rows) and the next global position stay valid from one group to
     the next as long as no other connection commits, which ``PRAGMA data_version`` tells
@@ -41,11 +45,26 @@ class Transaction:
         "cache",
         "conn",
         "deferred",
+        "inline",
+        "output",
+        "pending",
         "wrote_events",
     )
 
-    def __init__(self, conn: sqlite3.Connection, gate: WriteGate, timeout: float) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        gate: WriteGate,
+        timeout: float,
+        inline: tuple[InlineHandlers, InlineOutput] | None = None,
+    ) -> None:
         self.conn = conn
+        self.inline: InlineHandlers | None = None if inline is None else inline[0]
+        """The store's inline projections (None: none)."""
+        self.output: InlineOutput | None = None if inline is None else inline[1]
+        """Where their handlers write."""
+        self.pending: list[RecordedEvent] = []
+        """Stored events the inline projections still have to apply (after their rows)."""
         """The writer's connection."""
         self.wrote_events = False
         """Set by operations that wrote events: subscribers are woken after the commit."""
@@ -100,10 +119,16 @@ class Transaction:
         self.deferred.setdefault(sql, []).extend(rows)
 
     def write_deferred(self) -> None:
-        """Write every deferred row, in the order the statements were first deferred."""
+        """Write every deferred row, in the order the statements were first deferred; then
+        apply the pending events' inline projections (``InlineProjectionFailed`` if one fails)."""
         deferred, self.deferred = self.deferred, {}
         for sql, rows in deferred.items():
             self.conn.executemany(sql, rows)
+        if self.pending:
+            events, self.pending = self.pending, []
+            assert self.inline is not None
+            assert self.output is not None
+            self.inline.run(events, self.output)
 
     def mark(self) -> _Mark:
         """State to restore when a request is undone."""
@@ -114,8 +139,9 @@ class Transaction:
         self._next_position, self.wrote_events = mark
 
     def forget(self) -> None:
-        """Drop deferred rows and cached state (after a rollback to a savepoint)."""
+        """Drop deferred rows, pending events and cached state (after a rollback)."""
         self.deferred.clear()
+        self.pending.clear()
         self.cache.clear()
 
 

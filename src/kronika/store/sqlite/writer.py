@@ -8,6 +8,11 @@ savepoint. A request that fails gets its own exception and leaves no trace; the 
 are unaffected. One ``COMMIT`` (one fsync) then makes the group durable, and each caller's
 future is resolved on its event loop. If the commit fails, every request of the group
 fails and nothing of it is written.
+
+Inline projections (:mod:`.inline`) run when an append's rows are written: for the planned
+appends of a group, right after their rows; if a handler fails, the rows are rolled back to
+the savepoint and the appends run one by one, each in its own savepoint, so only the
+append whose handler fails gets ``InlineProjectionFailed``.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kronika.errors import StoreClosed, Unavailable
+from kronika.errors import InlineProjectionFailed, StoreClosed, Unavailable
+from kronika.store.inline import InlineHandlers
 from kronika.store.sqlite.config import SQLiteConfig
 from kronika.store.sqlite.connection import connect
 from kronika.store.sqlite.errors import too_large, translate
 from kronika.store.sqlite.gate import gate_for
+from kronika.store.sqlite.inline import SQLiteInlineOutput
 from kronika.store.sqlite.sql import QUERIES
 from kronika.store.sqlite.transaction import CallOp, Transaction, WriteOp
 
@@ -79,9 +86,15 @@ class _TransactionLostError(Exception):
 class Writer:
     """Owns the writing connection and the thread that uses it."""
 
-    def __init__(self, config: SQLiteConfig, on_commit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: SQLiteConfig,
+        on_commit: Callable[[], None],
+        inline: InlineHandlers | None = None,
+    ) -> None:
         self._config = config
         self._on_commit = on_commit
+        self._inline = inline
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._crowded = False
         """The last group had more than one request: wait a moment before cutting the next."""
@@ -136,7 +149,10 @@ class Writer:
         with self._lock:
             self._accepting = True
         self._ready.set_result(None)
-        tx = Transaction(conn, gate_for(self._config.path), self._config.busy_timeout)
+        inline = None
+        if self._inline is not None:
+            inline = (self._inline, SQLiteInlineOutput(conn, self._config.namespace))
+        tx = Transaction(conn, gate_for(self._config.path), self._config.busy_timeout, inline)
         try:
             while (group := self._next_group()) is not None:
                 self._run_guarded(tx, group)
@@ -298,7 +314,7 @@ class _Group:
             self._tx.conn.execute(_SAVEPOINT)
             self._tx.write_deferred()
             self._tx.conn.execute(_RELEASE)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, InlineProjectionFailed) as exc:
             self._undo(exc)
             self._tx.invalidate()  # positions are re-read from the rolled-back state
             for index in planned:

@@ -33,6 +33,7 @@ from kronika.store.base import (
     resolve_multi_retry,
 )
 from kronika.store.integrity import append_digests, chain
+from kronika.store.sqlite.inline import stored_events
 from kronika.store.sqlite.reads import filtered_rows, select_stream
 from kronika.store.sqlite.rows import StreamRow, decode_events, encode_tags
 from kronika.store.sqlite.sql import QUERIES
@@ -120,6 +121,8 @@ class AppendOp(WriteOp[MultiAppendResult]):
         ]
         if tags:
             tx.defer(_INSERT_TAG, tags)
+        if tx.inline is not None and tx.inline.wants_any(e.type for e in events):
+            tx.pending.extend(stored_events(append, first, version + 1, now, tx.inline))
         version += len(events)
         tx.defer(_SAVE_VERSION, [(namespace, stream, version, hashes[-1])])
         tx.cache[(_STREAMS, namespace, stream)] = _appended(row, version, hashes[-1])
