@@ -10,9 +10,11 @@ events say.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -31,7 +33,9 @@ from kronika.runtime import partition as partition_module
 from kronika.runtime.partition import Inbox, partitioner
 from kronika.runtime.processor import partition_of
 from kronika.runtime.worker import processing_of
+from kronika.store.base import StoreBase
 from kronika.store.protocol import EventStore
+from kronika.store.sqlite import reads as sqlite_reads
 
 
 def recorded(stream: str, position: int) -> RecordedEvent:
@@ -252,3 +256,61 @@ async def test_a_worker_catches_up_exactly_once_in_order_per_key(
     assert len(firsts) == streams  # each names the event it was logged for
     assert {(line["processor"], line["event_type"]) for line in firsts} == {("ordered", "Numbered")}
     assert {line["stream"] for line in firsts} == {f"order-{s}" for s in range(streams)}
+
+
+# -- the router's pages --------------------------------------------------------------------------
+
+
+async def test_pages_hold_what_subscribe_yields_and_stay_live(store: EventStore) -> None:
+    assert isinstance(store, StoreBase)
+    for n in range(7):
+        await store.append(f"page-{n % 3}", [NewEvent("Numbered", {"n": n})])
+        await store.append(f"other-{n}", [NewEvent("Other", {"n": n})])
+    for processing in (False, True):
+        expected = await store.read_all(types=["Numbered"])
+        pages = store.subscribe_pages(types=["Numbered"], batch_size=3, processing=processing)
+        seen: list[list[RecordedEvent]] = []
+        async with contextlib.aclosing(pages):
+            while sum(map(len, seen)) < len(expected):
+                seen.append(await asyncio.wait_for(anext(pages), 5))
+            sizes = [3] * (len(expected) // 3) + ([len(expected) % 3] if len(expected) % 3 else [])
+            assert [len(page) for page in seen] == sizes  # full pages, never an empty one
+            assert [e for page in seen for e in page] == expected
+            live = asyncio.ensure_future(anext(pages))
+            try:
+                await asyncio.sleep(0.05)
+                assert not live.done()  # caught up: waits for new events
+                result = await store.append("page-9", [NewEvent("Numbered", {"n": 9})])
+                page = await asyncio.wait_for(live, 5)
+                assert [e.position for e in page] == [result.position]
+            finally:
+                live.cancel()
+
+
+async def test_a_sqlite_worker_reads_its_catch_up_on_the_event_loop_thread(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading on a reader thread would trade the GIL with the handlers for every row.
+    threads: set[int] = set()
+    read_all = sqlite_reads.read_all
+
+    def spied(*args: Any, **kwargs: Any) -> list[RecordedEvent]:
+        threads.add(threading.get_ident())
+        return read_all(*args, **kwargs)
+
+    async with kronika.open_store(sqlite_url) as store:
+        for n in range(20):
+            await store.append(f"order-{n % 4}", [NewEvent("Numbered", {"n": n})])
+        monkeypatch.setattr(sqlite_reads, "read_all", spied)
+        worker = Worker(store, [Keyed()], lease_ttl=5, drain_timeout=5)
+        task = asyncio.create_task(worker.run())
+        try:
+            while True:
+                record = await processing_of(store).processor("keyed")
+                if record and sum(1 for p in record.checkpoints.values() if p >= 20) >= 1:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 15)
+    assert threads == {threading.get_ident()}

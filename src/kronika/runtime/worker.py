@@ -21,20 +21,42 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 
+from kronika.domain.events import RecordedEvent
 from kronika.runtime.generations import physical_name
 from kronika.runtime.partition import PartitionRunner, Routed, partitioner
 from kronika.runtime.processor import Processor
 from kronika.runtime.progress import processing_of
 from kronika.runtime.replay import REPLAY, ensure_tables, prune, try_complete
 from kronika.runtime.saga import Saga
+from kronika.store.base import StoreBase
 from kronika.store.processing import JobState, LeaseLost
 from kronika.store.protocol import EventStore
 
 __all__ = ["ProcessorRunner", "Supervisor", "Worker", "assigned_partitions", "processing_of"]
 
 log = logging.getLogger("kronika.runtime")
+
+
+async def _pages(
+    store: EventStore,
+    start: int,
+    types: Sequence[str],
+    categories: Sequence[str] | None,
+) -> AsyncGenerator[list[RecordedEvent], None]:
+    """A router's subscription, a page at a time, read on the processing path where the
+    store has one (see ``StoreBase.subscribe_pages``)."""
+    if isinstance(store, StoreBase):
+        pages = store.subscribe_pages(
+            from_position=start, types=types, categories=categories, processing=True
+        )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+        return
+    async for event in store.subscribe(from_position=start, types=types, categories=categories):
+        yield [event]
 
 
 def assigned_partitions(partitions: int, workers: Sequence[str], me: str) -> list[int]:
@@ -174,17 +196,18 @@ class ProcessorRunner:
         routed, runners = self._routed, self.runners
         start = min(r.checkpoint for r in runners.values()) + 1
         partition = partitioner(self.processor)
-        async for event in self.store.subscribe(
-            from_position=start, types=self.processor.types, categories=self.processor.categories
-        ):
-            runner = runners.get(partition(event))
-            if (
-                runner is not None
-                and event.position > runner.checkpoint
-                and not runner.inbox.offer(event)  # full: wait for room
-            ):
-                await runner.inbox.put(event)
-            routed.position = event.position
+        pages = _pages(self.store, start, self.processor.types, self.processor.categories)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for event in page:
+                    runner = runners.get(partition(event))
+                    if (
+                        runner is not None
+                        and event.position > runner.checkpoint
+                        and not runner.inbox.offer(event)  # full: wait for room
+                    ):
+                        await runner.inbox.put(event)
+                    routed.position = event.position
 
     async def _stop_pipeline(self, *, drain: bool) -> None:
         pipeline, self._pipeline = self._pipeline, None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -602,16 +603,47 @@ class StoreBase(abc.ABC):
 
         The iterator ends when the store is closed.
         """
+        pages = self.subscribe_pages(
+            from_position=from_position,
+            types=types,
+            categories=categories,
+            tags=tags,
+            batch_size=batch_size,
+        )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for event in page:
+                    yield event
+
+    async def subscribe_pages(
+        self,
+        *,
+        from_position: int = 0,
+        types: Sequence[str] | None = None,
+        categories: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        processing: bool = False,
+    ) -> AsyncGenerator[list[RecordedEvent], None]:
+        """What :meth:`subscribe` yields, a page (at most ``batch_size`` events, in order)
+        at a time, never an empty one: for consumers that take events in bulk.
+
+        ``processing=True`` is for the processing runtime's catch-up (a worker's router):
+        a backend may read differently there. SQLite then reads on the calling thread,
+        which blocks the event loop for the page's read (a few milliseconds) but spares
+        the GIL hand-over per row between a reader thread and the loop (see
+        :meth:`_read_for_processing`).
+        """
         position = names.check_position(from_position)
         names.check_limit(batch_size, "batch_size")
         filters = self._filters(types, categories, tags)
         self._check_open()
+        read = self._read_for_processing if processing else self._read_all
         while self._opened:
             token = self._notifier.token()
-            batch = await self._read_all(position, batch_size, filters)
-            for event in batch:
-                yield event
+            batch = await read(position, batch_size, filters)
             if batch:
+                yield batch
                 position = batch[-1].position + 1
             if len(batch) < batch_size and self._opened:
                 await self._wait_for_events(token)
@@ -643,6 +675,12 @@ class StoreBase(abc.ABC):
     async def _read_all(
         self, from_position: int, limit: int | None, filters: GlobalFilter
     ) -> list[RecordedEvent]: ...
+
+    async def _read_for_processing(
+        self, from_position: int, limit: int | None, filters: GlobalFilter
+    ) -> list[RecordedEvent]:
+        """``_read_all`` for the processing runtime's catch-up (see :meth:`subscribe_pages`)."""
+        return await self._read_all(from_position, limit, filters)
 
     @abc.abstractmethod
     async def _head_position(self) -> int: ...

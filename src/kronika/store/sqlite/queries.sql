@@ -235,6 +235,25 @@ WHERE namespace = :namespace
 ORDER BY position
 LIMIT :limit
 
+-- name: read_window_scan
+-- The same filters checked row by row along the positions of the window (the rowid), for
+-- windows where most events match: cheaper than a lookup of the row of each index entry.
+SELECT position, id, stream, version, type, data, metadata, tags, recorded_at
+FROM events NOT INDEXED
+WHERE position BETWEEN :low AND :high
+  AND namespace = :namespace
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+  AND (:categories IS NULL OR category IN (SELECT value FROM json_each(:categories)))
+  AND (:tags IS NULL OR position IN (
+      SELECT position FROM event_tags
+      WHERE namespace = :namespace
+        AND tag IN (SELECT value FROM json_each(:tags))
+        AND position BETWEEN :low AND :high
+      GROUP BY position
+      HAVING count(*) = :tag_count))
+ORDER BY position
+LIMIT :limit
+
 -- name: read_window_by_categories
 SELECT position, id, stream, version, type, data, metadata, tags, recorded_at
 FROM events INDEXED BY events_category

@@ -51,6 +51,16 @@ class ReaderPool:
         call = functools.partial(self._call, function, *args, **kwargs)
         return await loop.run_in_executor(self._executor, call)
 
+    def run_here(
+        self,
+        function: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``function(connection, *args, **kwargs)`` on the calling thread, on a connection
+        of that thread's own: it blocks the caller (the event loop) while it runs."""
+        return self._call(function, *args, **kwargs)
+
     def _call(
         self,
         function: Callable[Concatenate[sqlite3.Connection, P], T],

@@ -38,6 +38,14 @@ FIRST_WINDOW = 4_096
 LARGEST_WINDOW = 1 << 22
 """Windows grow (x4) up to this many positions while matches are sparse."""
 _NO_LIMIT = -1
+DENSE_SHARE = 4
+"""A window in which at least one position in this many matched is *dense*: the next
+window of the same filters is read by position, checking every row, which costs less than
+an index lookup per match once most rows match (a projection catching up, typically)."""
+_DENSE_REMEMBERED = 1_024
+_dense: dict[tuple[str, GlobalFilter], bool] = {}
+"""Whether the last window of these filters was dense. Only the plan depends on it, never
+the result, so a lost or stale entry costs speed only (and threads may share it)."""
 
 
 @contextmanager
@@ -181,18 +189,32 @@ def filtered_rows(
 ) -> list[EventRow]:
     """Matching rows from ``from_position``, scanning widening windows of positions."""
     head = head_position(conn, namespace)
-    query, params = _filter_query(namespace, _normalised(filters))
+    filters = _normalised(filters)
+    indexed, params = _filter_query(namespace, filters)
+    scannable = filters.types is not None or filters.categories is not None
+    memo = (namespace, filters)
+    dense = scannable and _dense.get(memo, False)
     rows: list[EventRow] = []
     low, size = max(from_position, 1), FIRST_WINDOW
     while low <= head and (limit is None or len(rows) < limit):
         wanted = _NO_LIMIT if limit is None else limit - len(rows)
         params.update(low=low, high=low + size - 1, limit=wanted)
-        found = conn.execute(query, params).fetchall()
+        found = conn.execute(_SCAN if dense else indexed, params).fetchall()
         rows.extend(found)
+        complete = wanted == _NO_LIMIT or len(found) < wanted  # the whole window was read
+        span = size if complete else found[-1][0] - low + 1
+        dense = scannable and len(found) * DENSE_SHARE >= span
         low += size
-        if wanted == _NO_LIMIT or len(found) < wanted:
+        if complete:
             size = min(size * 4, LARGEST_WINDOW)
+    if scannable:
+        if len(_dense) >= _DENSE_REMEMBERED:
+            _dense.clear()
+        _dense[memo] = dense
     return rows
+
+
+_SCAN = QUERIES["read_window_scan"]
 
 
 def _normalised(filters: GlobalFilter) -> GlobalFilter:
