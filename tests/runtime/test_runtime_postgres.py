@@ -158,11 +158,19 @@ async def seen(store: PostgresEventStore) -> int:
 
 
 async def write(
-    store: PostgresEventStore, appends: int, streams: int, seed: int, pause: float = 0.004
+    store: PostgresEventStore,
+    appends: int,
+    streams: int,
+    seed: int,
+    *,
+    pause: float = 0.004,
+    until: asyncio.Event | None = None,
 ) -> int:
-    """Append 1-3 Ticks at a time to random streams; the number of events written."""
-    rng, written = random.Random(seed), 0
-    for _ in range(appends):
+    """Append 1-3 Ticks at a time to random streams (``appends`` times, and on until
+    ``until`` is set); the number of events written."""
+    rng, written, done = random.Random(seed), 0, 0
+    while done < appends or (until is not None and not until.is_set()):
+        done += 1
         count = rng.randint(1, 3)
         stream = f"tick-{rng.randrange(streams)}"
         await store.append(stream, [NewEvent("Tick", {"n": i}) for i in range(count)])
@@ -219,7 +227,9 @@ async def test_killing_a_worker_loses_and_repeats_nothing(
 ) -> None:
     logs = {name: tmp_path / f"{name}.log" for name in ("w0", "w1", "w2")}
     workers = {name: start_worker(postgres_url, name, log) for name, log in logs.items()}
-    writers = [asyncio.create_task(write(store, 350, 120, seed)) for seed in range(4)]
+    # The writers go on at least until the kill, however slow the workers are to start.
+    killed = asyncio.Event()
+    writers = [asyncio.create_task(write(store, 350, 120, seed, until=killed)) for seed in range(4)]
     try:
         await wait_for(lambda: _all_working(store, set(workers)))
         await wait_for(lambda: _at_least(seen(store), 800))
@@ -229,7 +239,8 @@ async def test_killing_a_worker_loses_and_repeats_nothing(
         workers[victim].send_signal(signal.SIGKILL)  # mid-batch, while writers append
         killed_at = time.monotonic()
         await asyncio.to_thread(workers.pop(victim).wait, 10)
-        assert not all(w.done() for w in writers), "the writers finished before the kill"
+        assert not any(w.done() for w in writers), "a writer stopped before the kill"
+        killed.set()
 
         await wait_for(lambda: _taken_over(store, victim), timeout=3 * LEASE_TTL)
         takeover = time.monotonic() - killed_at

@@ -85,12 +85,12 @@ class Context:
         """The read-model document store of this generation, inside the transaction."""
         return scoped(self.transaction.documents, self.generation)
 
-    async def write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
+    def write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Awaitable[None]:
         """Run a write whose row count the handler does not need, in the handler's
-        transaction. Faster than :meth:`execute`: writes are batched and run before the
-        transaction's next statement, checkpoint or commit (one ``executemany`` per run of
-        one statement)."""
-        await self.transaction.write(sql, params)
+        transaction (``await ctx.write(...)``). Faster than :meth:`execute`: writes are
+        batched and run before the transaction's next statement, checkpoint or commit (one
+        ``executemany`` per run of one statement)."""
+        return self.transaction.write(sql, params)  # its awaitable: no coroutine of our own
 
     def table(self, name: str) -> str:
         """The name of this generation's copy of a table the projection declared in
@@ -164,11 +164,12 @@ class Processor:
         """The partition an event belongs to."""
         return partition_of(self.key(event), self.partitions)
 
-    async def handle(self, event: RecordedEvent, context: Context) -> None:
-        """Decode the event if its handler wants a class, and call the handler."""
+    def handle(self, event: RecordedEvent, context: Context) -> Awaitable[None]:
+        """Decode the event if its handler wants a class, and call the handler; the caller
+        awaits what the handler returns (an override may be an ``async def``)."""
         handler, cls = self._handlers[event.type]
         payload = self.events.from_recorded(event) if cls is not None else event
-        await handler(self, payload, context)
+        return handler(self, payload, context)
 
     def __repr__(self) -> str:
         return f"<{self.kind.value} {self.name!r}>"

@@ -46,7 +46,7 @@ from kronika.store.postgres.database import Connection, Database, RawJson
 from kronika.store.postgres.errors import translated
 from kronika.store.postgres.processing_rows import failure_params
 from kronika.store.postgres.queries import Queries
-from kronika.store.postgres.write_runs import MIN_ROWS, WriteRuns, columns
+from kronika.store.postgres.write_runs import MIN_ROWS, WriteRuns
 from kronika.store.processing import FailedKey, LeaseLost
 
 __all__ = ["BufferedDocuments", "PostgresDocuments", "PostgresTransaction"]
@@ -196,11 +196,12 @@ class PostgresTransaction:
         if self._writes:
             writes, self._writes = self._writes, []
             cur = await self._cursor_of()
+            utf8 = cur.connection.info.encoding == "utf-8"
             for sql, rows in _runs(writes):
                 batched = self._write_runs.get(cur.connection, sql)
                 arrays = None
                 if batched is not None and len(rows) >= MIN_ROWS:
-                    arrays = columns(rows, batched.arity)
+                    arrays = batched.arrays(rows, utf8=utf8)
                 with translated(self._db.connection_lost, handler_sql=True):
                     if batched is not None and arrays is not None:
                         await cur.execute(batched.call, arrays)
