@@ -217,10 +217,13 @@ $$;
 -- Fails with SQLSTATE KRCON (see kronika_refuse) or KRCND (the condition matched; DETAIL =
 -- position, HINT = 'id:type'). Expectations are reported before the condition.
 --
--- A written part takes one statement: advancing its stream row checks its expectation, and
--- its events are inserted only if that row moved. Only failures read rows to explain.
--- Before it, the part's chain hashes are computed from its stream row's chain head (read
--- under the stream's lock): each event's hash, and the row's new head.
+-- A written part usually takes one statement: advancing its stream row checks its
+-- expectation, and its events are inserted only if that row moved. With no stream the row
+-- is inserted instead, first (the stream is most likely new); the other statement follows
+-- only when the first wrote nothing and any (a new stream) or no stream (a deleted one,
+-- revived) allows it. Only failures read rows to explain. The chain hashes (each event's,
+-- and the row's new head) continue from the row's chain head, under the stream's lock: the
+-- statement chains one event itself; for more, a SELECT reads the head first (0008).
 CREATE FUNCTION {schema}.kronika_append(
     p_namespace text, p_streams text[], p_expected bigint[], p_counts integer[],
     p_keys bigint[], p_exclusive bigint[],
@@ -241,6 +244,7 @@ DECLARE
     v_last integer;
     v_head bytea;
     v_hashes bytea[];
+    v_update boolean;
 BEGIN
     IF p_lookup THEN
         o_stored := {schema}.kronika_stored(p_namespace, p_ids, v_base);
@@ -293,79 +297,110 @@ BEGIN
             IF o_versions[i] IS NOT NULL THEN CONTINUE; END IF;
         ELSE
             v_last := v_first + p_counts[i] - 1;
-            v_version := NULL;
-            SELECT s.hash INTO v_head FROM {schema}.streams s
-            WHERE s.namespace = p_namespace AND s.stream = p_streams[i];
-            v_head := coalesce(v_head, decode(repeat('00', 32), 'hex'));
-            FOR k IN 1 .. p_counts[i] LOOP  -- the chain: h = sha256(previous || digest)
-                v_head := sha256(v_head || p_digests[v_first + k - 1]);
-                v_hashes[k] := v_head;
+            -- Advance the stream row, or insert it (no stream: most likely a new one, so
+            -- insert first). Twice at most: the other statement follows only when the first
+            -- wrote nothing and any (a new stream after all) or no stream (a deleted one,
+            -- revived) allows it.
+            v_update := p_expected[i] <> -2;
+            LOOP
+                IF p_counts[i] = 1 THEN  -- one event, chained by the statement writing its row
+                    IF v_update THEN
+                        WITH s AS (
+                            UPDATE {schema}.streams AS s
+                            SET version = coalesce(s.version, -1) + 1, state = 'active',
+                                hash = sha256(coalesce(s.hash, decode(repeat('00', 32), 'hex'))
+                                              || p_digests[v_first])
+                            WHERE s.namespace = p_namespace AND s.stream = p_streams[i]
+                              AND {schema}.kronika_expected(s.state, s.version, p_expected[i])
+                            RETURNING s.version, s.hash
+                        ), written AS (
+                            INSERT INTO {schema}.events (position, version, id, namespace,
+                                                         stream, type, correlation_id, tags,
+                                                         data, metadata, hash)
+                            SELECT v_base | (v_first - 1), s.version, p_ids[v_first],
+                                   p_namespace, p_streams[i], p_types[v_first],
+                                   p_correlations[v_first],
+                                   coalesce(p_tags[v_first]::text[], ARRAY[]::text[]),
+                                   p_data[v_first], p_metadata[v_first], s.hash
+                            FROM s
+                        )
+                        SELECT s.version INTO v_version FROM s;
+                    ELSE
+                        WITH s AS (
+                            INSERT INTO {schema}.streams AS s (namespace, stream, version, hash)
+                            VALUES (p_namespace, p_streams[i], 0,
+                                    sha256(decode(repeat('00', 32), 'hex') || p_digests[v_first]))
+                            ON CONFLICT (namespace, stream) DO NOTHING
+                            RETURNING s.version, s.hash
+                        ), written AS (
+                            INSERT INTO {schema}.events (position, version, id, namespace,
+                                                         stream, type, correlation_id, tags,
+                                                         data, metadata, hash)
+                            SELECT v_base | (v_first - 1), s.version, p_ids[v_first],
+                                   p_namespace, p_streams[i], p_types[v_first],
+                                   p_correlations[v_first],
+                                   coalesce(p_tags[v_first]::text[], ARRAY[]::text[]),
+                                   p_data[v_first], p_metadata[v_first], s.hash
+                            FROM s
+                        )
+                        SELECT s.version INTO v_version FROM s;
+                    END IF;
+                ELSE  -- more: chained first, from the row's head, h = sha256(previous || digest)
+                    v_head := NULL;
+                    IF v_update THEN
+                        SELECT s.hash INTO v_head FROM {schema}.streams s
+                        WHERE s.namespace = p_namespace AND s.stream = p_streams[i];
+                    END IF;
+                    v_head := coalesce(v_head, decode(repeat('00', 32), 'hex'));
+                    v_hashes := NULL;  -- with subscripts v_first .. v_last, as the events have
+                    FOR k IN v_first .. v_last LOOP
+                        v_head := sha256(v_head || p_digests[k]);
+                        v_hashes[k] := v_head;
+                    END LOOP;
+                    IF v_update THEN
+                        WITH s AS (
+                            UPDATE {schema}.streams AS s
+                            SET version = coalesce(s.version, -1) + p_counts[i],
+                                state = 'active', hash = v_head
+                            WHERE s.namespace = p_namespace AND s.stream = p_streams[i]
+                              AND {schema}.kronika_expected(s.state, s.version, p_expected[i])
+                            RETURNING s.version
+                        ), written AS (  -- one row per event, e its subscript
+                            INSERT INTO {schema}.events (position, version, id, namespace,
+                                                         stream, type, correlation_id, tags,
+                                                         data, metadata, hash)
+                            SELECT v_base | (e - 1), s.version - v_last + e, p_ids[e],
+                                   p_namespace, p_streams[i], p_types[e], p_correlations[e],
+                                   coalesce(p_tags[e]::text[], ARRAY[]::text[]), p_data[e],
+                                   p_metadata[e], v_hashes[e]
+                            FROM (SELECT s.version, generate_subscripts(v_hashes, 1) AS e
+                                  FROM s) s
+                        )
+                        SELECT s.version INTO v_version FROM s;
+                    ELSE
+                        WITH s AS (
+                            INSERT INTO {schema}.streams AS s (namespace, stream, version, hash)
+                            VALUES (p_namespace, p_streams[i], p_counts[i] - 1, v_head)
+                            ON CONFLICT (namespace, stream) DO NOTHING
+                            RETURNING s.version
+                        ), written AS (  -- one row per event, e its subscript
+                            INSERT INTO {schema}.events (position, version, id, namespace,
+                                                         stream, type, correlation_id, tags,
+                                                         data, metadata, hash)
+                            SELECT v_base | (e - 1), s.version - v_last + e, p_ids[e],
+                                   p_namespace, p_streams[i], p_types[e], p_correlations[e],
+                                   coalesce(p_tags[e]::text[], ARRAY[]::text[]), p_data[e],
+                                   p_metadata[e], v_hashes[e]
+                            FROM (SELECT s.version, generate_subscripts(v_hashes, 1) AS e
+                                  FROM s) s
+                        )
+                        SELECT s.version INTO v_version FROM s;
+                    END IF;
+                END IF;
+                EXIT WHEN v_version IS NOT NULL
+                       OR p_expected[i] <> CASE WHEN v_update THEN -1 ELSE -2 END;
+                v_update := NOT v_update;
             END LOOP;
-            IF p_expected[i] = -2 THEN  -- no stream: most likely a new one
-                WITH s AS (
-                    INSERT INTO {schema}.streams AS s (namespace, stream, version, hash)
-                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1, v_hashes[p_counts[i]])
-                    ON CONFLICT (namespace, stream) DO NOTHING
-                    RETURNING s.version
-                ), written AS (
-                    INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
-                                                 correlation_id, tags, data, metadata, hash)
-                    SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
-                           p_namespace, p_streams[i], u.type, u.correlation,
-                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata,
-                           v_hashes[u.k]
-                    FROM s CROSS JOIN unnest(
-                        p_ids[v_first:v_last], p_types[v_first:v_last],
-                        p_data[v_first:v_last], p_metadata[v_first:v_last],
-                        p_tags[v_first:v_last], p_correlations[v_first:v_last]
-                    ) WITH ORDINALITY AS u(id, type, data, metadata, tags, correlation, k)
-                )
-                SELECT s.version INTO v_version FROM s;
-            END IF;
-            IF v_version IS NULL THEN  -- an existing stream
-                WITH s AS (
-                    UPDATE {schema}.streams AS s
-                    SET version = coalesce(s.version, -1) + p_counts[i], state = 'active',
-                        hash = v_hashes[p_counts[i]]
-                    WHERE s.namespace = p_namespace AND s.stream = p_streams[i]
-                      AND {schema}.kronika_expected(s.state, s.version, p_expected[i])
-                    RETURNING s.version
-                ), written AS (
-                    INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
-                                                 correlation_id, tags, data, metadata, hash)
-                    SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
-                           p_namespace, p_streams[i], u.type, u.correlation,
-                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata,
-                           v_hashes[u.k]
-                    FROM s CROSS JOIN unnest(
-                        p_ids[v_first:v_last], p_types[v_first:v_last],
-                        p_data[v_first:v_last], p_metadata[v_first:v_last],
-                        p_tags[v_first:v_last], p_correlations[v_first:v_last]
-                    ) WITH ORDINALITY AS u(id, type, data, metadata, tags, correlation, k)
-                )
-                SELECT s.version INTO v_version FROM s;
-            END IF;
-            IF v_version IS NULL AND p_expected[i] = -1 THEN  -- any: perhaps a new one
-                WITH s AS (
-                    INSERT INTO {schema}.streams AS s (namespace, stream, version, hash)
-                    VALUES (p_namespace, p_streams[i], p_counts[i] - 1, v_hashes[p_counts[i]])
-                    ON CONFLICT (namespace, stream) DO NOTHING
-                    RETURNING s.version
-                ), written AS (
-                    INSERT INTO {schema}.events (position, version, id, namespace, stream, type,
-                                                 correlation_id, tags, data, metadata, hash)
-                    SELECT v_base | (v_first + u.k - 2), s.version - p_counts[i] + u.k, u.id,
-                           p_namespace, p_streams[i], u.type, u.correlation,
-                           coalesce(u.tags::text[], ARRAY[]::text[]), u.data, u.metadata,
-                           v_hashes[u.k]
-                    FROM s CROSS JOIN unnest(
-                        p_ids[v_first:v_last], p_types[v_first:v_last],
-                        p_data[v_first:v_last], p_metadata[v_first:v_last],
-                        p_tags[v_first:v_last], p_correlations[v_first:v_last]
-                    ) WITH ORDINALITY AS u(id, type, data, metadata, tags, correlation, k)
-                )
-                SELECT s.version INTO v_version FROM s;
-            END IF;
             IF v_version IS NOT NULL THEN
                 o_versions[i] := v_version;
                 o_positions[i] := v_base | (v_last - 1);
