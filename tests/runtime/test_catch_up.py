@@ -30,9 +30,9 @@ from kronika.observability import metrics
 from kronika.observability.logging import configure_logging
 from kronika.runtime import Context, Projection, Worker, on
 from kronika.runtime import partition as partition_module
-from kronika.runtime.partition import Inbox, partitioner
+from kronika.runtime.partition import Inbox, Routed, partitioner
 from kronika.runtime.processor import partition_of
-from kronika.runtime.worker import processing_of
+from kronika.runtime.worker import PAGE, processing_of
 from kronika.store.base import StoreBase
 from kronika.store.protocol import EventStore
 from kronika.store.sqlite import reads as sqlite_reads
@@ -72,6 +72,29 @@ async def test_an_inbox_keeps_order_and_makes_the_router_wait_when_full() -> Non
     assert not waiting.done()  # nothing to take
     inbox.offer(events[0])
     await asyncio.wait_for(waiting, 1)
+
+
+async def test_an_inbox_holds_back_partial_batches_while_the_router_catches_up() -> None:
+    routed = Routed(0)
+    inbox = Inbox(8, batch=3, routed=routed)
+    events = [recorded("s", p) for p in range(1, 9)]
+    routed.catching_up = True  # full pages: more events are on their way
+    inbox.offer(events[0])
+    inbox.offer(events[1])
+    assert not inbox.ready()  # a partial batch waits
+    inbox.offer(events[2])
+    assert inbox.ready()  # a full one may go
+    for e in events[3:5]:
+        inbox.offer(e)
+    assert [e.position for e in inbox.take(3)] == [1, 2, 3]
+    assert not inbox.ready()  # two left: still partial
+    inbox.release()  # the router has caught up
+    assert inbox.ready()
+    assert [e.position for e in inbox.take(3)] == [4, 5]
+    assert not inbox.ready()
+    routed.catching_up = False  # live: every event may go at once
+    inbox.offer(events[5])
+    assert inbox.ready()
 
 
 class Keyed(Projection):
@@ -258,6 +281,47 @@ async def test_a_worker_catches_up_exactly_once_in_order_per_key(
     assert {line["stream"] for line in firsts} == {f"order-{s}" for s in range(streams)}
 
 
+class Batches(Projection):
+    """Counts the events each transaction handled, per partition."""
+
+    name = "batches"
+    partitions = 2
+    batch_size = 300
+    seen: ClassVar[dict[int, list[list[Any]]]] = {}
+    """partition -> [transaction, events handled in it], in order."""
+
+    @on("Numbered")
+    async def numbered(self, event: RecordedEvent, ctx: Context) -> None:
+        handled = self.seen.setdefault(self.partition(event), [])
+        if handled and handled[-1][0] is ctx.transaction:
+            handled[-1][1] += 1
+        else:
+            handled.append([ctx.transaction, 1])
+
+
+async def test_catching_up_a_partition_takes_full_batches(store: EventStore) -> None:
+    # Each of the router's pages holds about 250 events of each partition: without waiting
+    # for more pages, a partition would commit a transaction per page, not per batch.
+    for s in range(30):
+        await store.append(f"order-{s}", [NewEvent("Numbered", {"n": n}) for n in range(50)])
+    assert await store.head_position() > 2 * PAGE
+    projection = Batches()
+    projection.seen = {}
+    worker = Worker(store, [projection], lease_ttl=5, drain_timeout=5)
+    task = asyncio.create_task(worker.run())
+    try:
+        while sum(n for txs in projection.seen.values() for _, n in txs) < 1_500:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 15)
+    for partition, handled in projection.seen.items():
+        sizes = [n for _, n in handled]
+        assert sizes[:-1] == [300] * (len(sizes) - 1), (partition, sizes)
+        streams = [s for s in range(30) if partition_of(f"order-{s}", 2) == partition]
+        assert sum(sizes) == 50 * len(streams)
+
+
 # -- the router's pages --------------------------------------------------------------------------
 
 
@@ -276,10 +340,22 @@ async def test_pages_hold_what_subscribe_yields_and_stay_live(store: EventStore)
             sizes = [3] * (len(expected) // 3) + ([len(expected) % 3] if len(expected) % 3 else [])
             assert [len(page) for page in seen] == sizes  # full pages, never an empty one
             assert [e for page in seen for e in page] == expected
+            if processing:  # caught up: empty pages, until new events come
+                await store.append("other-9", [NewEvent("Other", {"n": 9})])  # none for it
+                assert await asyncio.wait_for(anext(pages), 5) == []
+                result = await store.append("page-9", [NewEvent("Numbered", {"n": 9})])
+                page = await asyncio.wait_for(anext(pages), 5)
+                while not page:
+                    page = await asyncio.wait_for(anext(pages), 5)
+                assert [e.position for e in page] == [result.position]
+                continue
             live = asyncio.ensure_future(anext(pages))
             try:
                 await asyncio.sleep(0.05)
                 assert not live.done()  # caught up: waits for new events
+                await store.append("other-9", [NewEvent("Other", {"n": 9})])  # none for it
+                await asyncio.sleep(0.05)
+                assert not live.done()
                 result = await store.append("page-9", [NewEvent("Numbered", {"n": 9})])
                 page = await asyncio.wait_for(live, 5)
                 assert [e.position for e in page] == [result.position]

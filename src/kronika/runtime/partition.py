@@ -110,21 +110,38 @@ def partitioner(processor: Processor) -> Callable[[RecordedEvent], int]:
     return partition
 
 
+class Routed:
+    """How far a processor's router has queued events: shared by its partition runners."""
+
+    __slots__ = ("catching_up", "position")
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+        self.catching_up = False
+        """True while the router reads full pages (more events are on their way): the
+        runners then wait for a full batch, so that catching up takes few transactions."""
+
+
 class Inbox:
     """Events routed to one partition, oldest first: the router puts, the runner takes.
 
     What ``asyncio.Queue`` does, for less per event: the router waits only while the inbox
-    holds ``limit`` events, and the runner takes a whole batch at once.
+    holds ``limit`` events, and the runner takes a whole batch at once. While the router
+    is catching up (``routed.catching_up``) the inbox is *ready* for the runner only once
+    it holds ``batch`` events, or when the router has caught up (:meth:`release`).
     """
 
-    __slots__ = ("_events", "_ready", "_room", "limit")
+    __slots__ = ("_events", "_ready", "_room", "batch", "limit", "routed")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, batch: int = 1, routed: Routed | None = None) -> None:
         self.limit = limit
         """Events the inbox holds before :meth:`put` waits."""
+        self.batch = batch
+        """Events the runner waits for while the router catches up."""
+        self.routed = routed if routed is not None else Routed(0)
         self._events: deque[RecordedEvent] = deque()
         self._ready = asyncio.Event()
-        """Set while events wait."""
+        """Set while the runner should take events."""
         self._room = asyncio.Event()
         """Set while fewer than ``limit`` events wait."""
         self._room.set()
@@ -134,10 +151,12 @@ class Inbox:
 
     def offer(self, event: RecordedEvent) -> bool:
         """Add an event if there is room (False if the inbox is full)."""
-        if len(self._events) >= self.limit:
+        events = self._events
+        if len(events) >= self.limit:
             return False
-        self._events.append(event)
-        self._ready.set()
+        events.append(event)
+        if len(events) >= self.batch or not self.routed.catching_up:
+            self._ready.set()
         return True
 
     async def put(self, event: RecordedEvent) -> None:
@@ -146,8 +165,17 @@ class Inbox:
             self._room.clear()
             await self._room.wait()
 
+    def release(self) -> None:
+        """The router has caught up: the events that wait may be taken, however few."""
+        if self._events:
+            self._ready.set()
+
+    def ready(self) -> bool:
+        """Whether the runner should take events now."""
+        return self._ready.is_set()
+
     async def wait(self) -> None:
-        """Return once an event waits."""
+        """Return once the inbox is ready."""
         await self._ready.wait()
 
     def take(self, most: int) -> list[RecordedEvent]:
@@ -158,20 +186,11 @@ class Inbox:
             events.clear()
         else:
             batch = [events.popleft() for _ in range(most)]
-        if not events:
+        if not events or (len(events) < self.batch and self.routed.catching_up):
             self._ready.clear()
         if len(events) < self.limit:
             self._room.set()
         return batch
-
-
-class Routed:
-    """How far a processor's router has queued events: shared by its partition runners."""
-
-    __slots__ = ("position",)
-
-    def __init__(self, position: int) -> None:
-        self.position = position
 
 
 class PartitionRunner:
@@ -204,12 +223,13 @@ class PartitionRunner:
         self.failures = failures
         self.owner = owner
         self.clock = clock
-        self.inbox = Inbox(processor.batch_size * 4)
-        self.requests: list[FailedKey] = []
-        self.handled = 0
         self.routed = routed if routed is not None else Routed(checkpoint)
         """Every event of this partition up to ``routed.position`` has been queued (the
         router moves it, once for all partitions)."""
+        batch = processor.batch_size
+        self.inbox = Inbox(batch * 4, batch=batch, routed=self.routed)
+        self.requests: list[FailedKey] = []
+        self.handled = 0
         self._idle_saved_at: datetime | None = None
         self.interrupted = False
         """True while work is under way: if the runner is cancelled then, its in-flight
@@ -230,7 +250,7 @@ class PartitionRunner:
             self.interrupted = False
 
     async def _next_batch(self) -> list[RecordedEvent]:
-        if not self.inbox:
+        if not self.inbox.ready():
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
                 async with asyncio.timeout(self._idle_timeout()):

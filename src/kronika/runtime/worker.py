@@ -39,17 +39,30 @@ __all__ = ["ProcessorRunner", "Supervisor", "Worker", "assigned_partitions", "pr
 log = logging.getLogger("kronika.runtime")
 
 
+PAGE = 500
+"""Events a router reads at a time."""
+HOLD_PAGES = 8
+"""Full pages a router routes before it lets the runners take what they hold, full batch
+or not: while catching up the runners wait for full batches (fewer transactions), and
+with many partitions that could otherwise hold back many events."""
+
+
 async def _pages(
     store: EventStore,
     start: int,
     types: Sequence[str],
     categories: Sequence[str] | None,
 ) -> AsyncGenerator[list[RecordedEvent], None]:
-    """A router's subscription, a page at a time, read on the processing path where the
-    store has one (see ``StoreBase.subscribe_pages``)."""
+    """A router's subscription, a page (at most :data:`PAGE` events) at a time, read on the
+    processing path where the store has one (see ``StoreBase.subscribe_pages``). A page
+    shorter than :data:`PAGE`, empty ones included, means the router has caught up."""
     if isinstance(store, StoreBase):
         pages = store.subscribe_pages(
-            from_position=start, types=types, categories=categories, processing=True
+            from_position=start,
+            types=types,
+            categories=categories,
+            batch_size=PAGE,
+            processing=True,
         )
         async with contextlib.aclosing(pages):
             async for page in pages:
@@ -197,8 +210,11 @@ class ProcessorRunner:
         start = min(r.checkpoint for r in runners.values()) + 1
         partition = partitioner(self.processor)
         pages = _pages(self.store, start, self.processor.types, self.processor.categories)
+        held = 0  # full pages routed since the runners were last released
         async with contextlib.aclosing(pages):
             async for page in pages:
+                # A full page: more events follow, the runners wait for full batches.
+                routed.catching_up = len(page) >= PAGE
                 for event in page:
                     runner = runners.get(partition(event))
                     if (
@@ -208,6 +224,11 @@ class ProcessorRunner:
                     ):
                         await runner.inbox.put(event)
                     routed.position = event.position
+                held += 1
+                if not routed.catching_up or held >= HOLD_PAGES:
+                    held = 0
+                    for runner in runners.values():
+                        runner.inbox.release()
 
     async def _stop_pipeline(self, *, drain: bool) -> None:
         pipeline, self._pipeline = self._pipeline, None

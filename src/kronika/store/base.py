@@ -626,13 +626,15 @@ class StoreBase(abc.ABC):
         processing: bool = False,
     ) -> AsyncGenerator[list[RecordedEvent], None]:
         """What :meth:`subscribe` yields, a page (at most ``batch_size`` events, in order)
-        at a time, never an empty one: for consumers that take events in bulk.
+        at a time: for consumers that take events in bulk. Pages are never empty, unless
+        ``processing``.
 
         ``processing=True`` is for the processing runtime's catch-up (a worker's router):
         a backend may read differently there. SQLite then reads on the calling thread,
         which blocks the event loop for the page's read (a few milliseconds) but spares
         the GIL hand-over per row between a reader thread and the loop (see
-        :meth:`_read_for_processing`).
+        :meth:`_read_for_processing`). And a read that finds nothing yields an empty page
+        before waiting: the router learns that it has caught up.
         """
         position = names.check_position(from_position)
         names.check_limit(batch_size, "batch_size")
@@ -642,8 +644,9 @@ class StoreBase(abc.ABC):
         while self._opened:
             token = self._notifier.token()
             batch = await read(position, batch_size, filters)
-            if batch:
+            if batch or processing:
                 yield batch
+            if batch:
                 position = batch[-1].position + 1
             if len(batch) < batch_size and self._opened:
                 await self._wait_for_events(token)

@@ -138,8 +138,9 @@ class PostgresTransaction:
         """Whether ``BEGIN`` was sent on the borrowed connection."""
         self._ended = False
         self.documents = BufferedDocuments(self._rows, queries, namespace)
-        self._writes: list[tuple[str, Params]] = []
-        """A handler's buffered writes (:meth:`write`), in order."""
+        self._runs: list[tuple[str, list[Params]]] = []
+        """A handler's buffered writes (:meth:`write`), in order: consecutive writes of one
+        statement together, as (statement, parameters of each)."""
         self._write_runs = WriteRuns()
 
     # -- the connection -------------------------------------------------------------------
@@ -166,15 +167,17 @@ class PostgresTransaction:
         return self._cur
 
     def _buffered(self) -> bool:
-        return bool(self._writes or self.documents.pending)
+        return bool(self._runs or self.documents.pending)
 
     async def _prepare_runs(self) -> None:
         """Make the temporary functions that long runs of the buffered writes need, if
-        not made yet (never inside a pipeline: it waits for answers)."""
-        for sql, rows in _runs(self._writes):
+        not made yet (never inside a pipeline: it waits for answers). ``BEGIN`` is sent
+        here only if a function is made: otherwise it goes in the flush's pipeline."""
+        for sql, rows in self._runs:
             if len(rows) >= MIN_ROWS:
-                cur = await self._cursor_of()
-                if not self._write_runs.decided(cur.connection, sql):
+                conn = await self._connection()
+                if not self._write_runs.decided(conn, sql):
+                    cur = await self._cursor_of()
                     with translated(self._db.connection_lost):
                         await self._write_runs.prepare(cur, sql, rows)
 
@@ -193,11 +196,11 @@ class PostgresTransaction:
                     await cur.executemany(self._queries.put_document, puts)
                 if deletes:
                     await cur.executemany(self._queries.delete_document, deletes)
-        if self._writes:
-            writes, self._writes = self._writes, []
+        if self._runs:
+            runs, self._runs = self._runs, []
             cur = await self._cursor_of()
             utf8 = cur.connection.info.encoding == "utf-8"
-            for sql, rows in _runs(writes):
+            for sql, rows in runs:
                 batched = self._write_runs.get(cur.connection, sql)
                 arrays = None
                 if batched is not None and len(rows) >= MIN_ROWS:
@@ -225,7 +228,7 @@ class PostgresTransaction:
     async def _finish(self, *, commit: bool) -> None:
         self._ended = True
         self.documents.pending.clear()
-        self._writes.clear()
+        self._runs.clear()
         conn, self._conn, self._cur = self._conn, None, None
         if conn is None:
             return
@@ -247,9 +250,9 @@ class PostgresTransaction:
     # -- Kronika's statements ---------------------------------------------------------------
 
     async def _cursor(self, query: bytes, params: dict[str, Any]) -> AsyncCursor[Any]:
-        """Run one of Kronika's writes after the buffered writes: with them (and ``BEGIN``
-        if not sent yet), in one pipeline, one round trip."""
-        if not self._buffered():
+        """Run one of Kronika's writes after the buffered writes: with them and ``BEGIN``
+        (whichever are due), in one pipeline, one round trip."""
+        if self._begun and not self._buffered():
             cur = await self._cursor_of()
             with translated(self._db.connection_lost):
                 return await cur.execute(query, params, prepare=True)
@@ -320,7 +323,11 @@ class PostgresTransaction:
             await self._connection()  # borrow now: a pool that is exhausted fails the handler
         elif self._ended:
             raise ConfigurationError("this processing transaction has ended")
-        self._writes.append((sql, params))
+        runs = self._runs
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(params)
+        else:
+            runs.append((sql, [params]))
 
     async def fetch(self, sql: str, params: Params = ()) -> Rows:
         """Run a handler's query and return its rows (none for a statement without result)."""
@@ -343,14 +350,3 @@ class PostgresTransaction:
         if cur.connection.info.transaction_status == TransactionStatus.IDLE:
             raise ConfigurationError("a handler's SQL must not end the processing transaction")
         return cur
-
-
-def _runs(writes: list[tuple[str, Params]]) -> list[tuple[str, list[Params]]]:
-    """Consecutive writes of one statement, grouped: (statement, parameters of each)."""
-    runs: list[tuple[str, list[Params]]] = []
-    for sql, params in writes:
-        if runs and runs[-1][0] == sql:
-            runs[-1][1].append(params)
-        else:
-            runs.append((sql, [params]))
-    return runs
