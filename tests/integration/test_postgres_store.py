@@ -225,8 +225,13 @@ async def test_reads_use_their_indexes(store: PostgresEventStore, postgres_serve
         ),
         "read_all from a position": (q.read_all, {**page, "from_position": middle}, "events_pkey"),
         "read_all by type": (
-            q.read_all_types,
-            {**page, **no_filter, "from_position": middle, "types": ["Type7"]},
+            q.read_all_type,
+            {**page, "categories": None, "from_position": middle, "type": "Type7"},
+            "events_type_idx",
+        ),
+        "read_all by type and categories": (
+            q.read_all_type,
+            {**page, "categories": ["cat5"], "from_position": 0, "type": "Type7"},
             "events_type_idx",
         ),
         "read_all by types": (
@@ -235,8 +240,13 @@ async def test_reads_use_their_indexes(store: PostgresEventStore, postgres_serve
             "events_type_idx",
         ),
         "read_all by category": (
+            q.read_all_category,
+            {**page, "from_position": middle, "category": "cat5"},
+            "events_category_idx",
+        ),
+        "read_all by categories": (
             q.read_all_categories,
-            {**page, "from_position": middle, "categories": ["cat5"]},
+            {**page, "from_position": middle, "categories": ["cat5", "cat6"]},
             "events_category_idx",
         ),
         "read_all by tag": (

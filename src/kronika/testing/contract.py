@@ -265,6 +265,13 @@ class EventStoreContract:
         assert [e.type for e in await store.read_all(categories=["invoice"])] == ["Issued"]
         got = await store.read_all(categories=["order"], types=["Paid", "Placed"])
         assert [e.type for e in got] == ["Placed", "Paid", "Placed"]
+        got = await store.read_all(categories=["invoice", "order"], types=["Placed"])
+        assert [e.stream for e in got] == ["order-1", "order-2"]
+        assert await store.read_all(categories=["invoice"], types=["Placed"]) == []
+        got = await store.read_all(categories=["order", "invoice"])
+        assert [e.type for e in got] == ["Placed", "Paid", "Issued", "Placed"]
+        got = await store.read_all(types=["Placed"], from_position=got[1].position)
+        assert [e.stream for e in got] == ["order-2"]
         assert [e.type for e in await store.read_all(tags=["customer:1"])] == ["Placed", "Issued"]
         assert [e.type for e in await store.read_all(tags=["customer:1", "big"])] == ["Issued"]
         assert await store.read_all(types=["Nope"]) == []

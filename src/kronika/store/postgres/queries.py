@@ -57,7 +57,9 @@ class Queries:
     read_stream_forward: bytes
     read_stream_backward: bytes
     read_all: bytes
+    read_all_type: bytes
     read_all_types: bytes
+    read_all_category: bytes
     read_all_categories: bytes
     read_all_tags: bytes
     read_correlated: bytes

@@ -217,6 +217,17 @@ WHERE e.namespace = %(namespace)s
 ORDER BY e.position
 LIMIT %(limit)s
 
+-- name: read_all_type
+-- The global log filtered by one event type (and optional categories): one index range,
+-- already in order (read_all_types merges several, and sorts even one).
+SELECT e.id, e.stream, e.version, e.position, e.type, e.data, e.metadata, e.tags, e.recorded_at
+FROM {schema}.events e
+WHERE e.namespace = %(namespace)s AND e.type = %(type)s
+  AND e.position >= %(from_position)s AND e.position < {schema}.kronika_horizon()
+  AND (%(categories)s::text[] IS NULL OR e.category = ANY (%(categories)s::text[]))
+ORDER BY e.position
+LIMIT %(limit)s
+
 -- name: read_all_types
 -- The global log filtered by event types (one index range per type, merged).
 SELECT h.id, h.stream, h.version, h.position, h.type, h.data, h.metadata, h.tags, h.recorded_at
@@ -232,6 +243,15 @@ CROSS JOIN LATERAL (
     LIMIT %(limit)s
 ) h
 ORDER BY h.position
+LIMIT %(limit)s
+
+-- name: read_all_category
+-- The global log of one stream category: one index range, already in order.
+SELECT e.id, e.stream, e.version, e.position, e.type, e.data, e.metadata, e.tags, e.recorded_at
+FROM {schema}.events e
+WHERE e.namespace = %(namespace)s AND e.category = %(category)s
+  AND e.position >= %(from_position)s AND e.position < {schema}.kronika_horizon()
+ORDER BY e.position
 LIMIT %(limit)s
 
 -- name: read_all_categories

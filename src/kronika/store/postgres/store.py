@@ -440,8 +440,12 @@ class PostgresEventStore(StoreBase):
             tags = list(filters.tags)
             params = {"tag": tags[0], "tags": tags, "types": types, "categories": categories}
             return q.read_all_tags, params
+        if types and len(types) == 1:
+            return q.read_all_type, {"type": types[0], "categories": categories}
         if types:
             return q.read_all_types, {"types": types, "categories": categories}
+        if categories and len(categories) == 1:
+            return q.read_all_category, {"category": categories[0]}
         if categories:
             return q.read_all_categories, {"categories": categories}
         return q.read_all, {}
