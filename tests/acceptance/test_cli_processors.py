@@ -43,6 +43,7 @@ class Ledger(Projection):
 
     @on("Numbered")
     async def numbered(self, event: RecordedEvent, ctx: Context) -> None:
+        FROZEN.write_text(str(gc.get_freeze_count()))
         if event.stream == "bad-1" and not FIXED.exists():
             raise RuntimeError("cannot handle bad-1")
         doc = await ctx.documents.get("ledger", event.stream) or {"seen": []}
@@ -50,8 +51,10 @@ class Ledger(Projection):
         await ctx.documents.put("ledger", event.stream, doc)
 
 
+import gc
 import pathlib
 FIXED = pathlib.Path(__file__).with_name("fixed")
+FROZEN = pathlib.Path(__file__).with_name("frozen")
 PROCESSORS = [Ledger]
 """
 
@@ -91,6 +94,9 @@ def test_an_operator_sees_and_clears_a_failed_key(tmp_path: Path) -> None:
             return any(f["key"] == "bad-1" and f["state"] == "quarantined" for f in failed)
 
         until(quarantined)
+        # The worker froze its start-up heap before handling events (fewer objects for
+        # every full collection to scan).
+        assert int((tmp_path / "frozen").read_text()) > 10_000
         [failure] = lines(ok("processors", "failed", "--processor", "ledger", "--json", url=url))
         assert "RuntimeError: cannot handle bad-1" in str(failure["error"])
         dead = lines(
