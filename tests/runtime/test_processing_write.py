@@ -10,7 +10,7 @@ import pytest
 from test_processing_hot_path import mark, table
 
 import kronika
-from kronika.errors import KronikaError
+from kronika.errors import KronikaError, ValidationError
 from kronika.runtime.worker import processing_of
 from kronika.store.processing import LeaseLost
 from kronika.store.protocol import EventStore
@@ -71,6 +71,32 @@ async def test_a_failing_write_rolls_back_the_whole_transaction(store: EventStor
     assert await rows(store, name) == {}
     with pytest.raises(KronikaError, match="parameters"):
         await without_parameters()
+
+
+@pytest.mark.parametrize("run", [1, 10], ids=["one write", "a run of writes"])
+async def test_a_parameter_that_is_not_text_is_a_validation_error(
+    store: EventStore, run: int
+) -> None:
+    name, m = await create(store), mark(store)
+    insert = f"INSERT INTO {name} (k, n) VALUES ({m}, {m})"
+
+    async def write_run() -> None:
+        async with processing_of(store).transaction() as tx:
+            await tx.write(insert, ["ok", 0])
+            for n in range(run):
+                await tx.write(insert, [f"ab\ud800{n}", n])  # a lone surrogate
+
+    async def execute() -> None:
+        async with processing_of(store).transaction() as tx:
+            await tx.execute(insert, ["ab\ud800", 1])
+
+    with pytest.raises(
+        ValidationError, match=r"SQL parameter: not valid text.*'\\ud800' at index 2"
+    ):
+        await write_run()
+    with pytest.raises(ValidationError, match="SQL parameter"):
+        await execute()
+    assert await rows(store, name) == {}
 
 
 async def test_writes_of_a_fenced_off_transaction_leave_nothing_behind(store: EventStore) -> None:

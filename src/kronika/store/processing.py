@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from kronika.errors import ValidationError
+
 __all__ = [
     "ACTIVE_JOB_STATES",
     "Documents",
@@ -35,11 +37,21 @@ __all__ = [
     "ProcessingTransaction",
     "ProcessorRecord",
     "job_from_row",
+    "unencodable_parameter",
 ]
 
 
 class LeaseLost(Exception):
     """The partition's lease belongs to another worker now: stop at once."""
+
+
+def unencodable_parameter(exc: UnicodeEncodeError) -> ValidationError:
+    """The error for a handler's SQL parameter that is not valid text (a lone surrogate,
+    say), which the database driver would otherwise raise as Python's own error."""
+    bad = exc.object[exc.start : exc.end]
+    return ValidationError(
+        f"not valid text ({exc.reason}): {bad!r} at index {exc.start}", "SQL parameter"
+    )
 
 
 class FailureState(enum.Enum):

@@ -11,7 +11,8 @@ reaches a caller:
 
 A handler's own SQL (``ctx.execute`` in a processing transaction) is translated the same
 way, except that a missing table or function there is the handler's error, reported as
-PostgreSQL words it, not a missing Kronika schema.
+PostgreSQL words it, not a missing Kronika schema, and that a parameter which is not valid
+text (a lone surrogate) is a :class:`~kronika.errors.ValidationError`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from psycopg import errors as pgerrors
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from kronika.errors import KronikaError, SchemaError, StoreClosed, Unavailable
+from kronika.store.processing import unencodable_parameter
 
 __all__ = ["describe", "translate", "translated"]
 
@@ -73,3 +75,7 @@ def translated(
         if on_connection_lost is not None and type(error) is Unavailable:
             on_connection_lost()
         raise error from exc
+    except UnicodeEncodeError as exc:
+        if not handler_sql:
+            raise
+        raise unencodable_parameter(exc) from exc

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from kronika.errors import ConfigurationError
 from kronika.store.base import decode_json, encode_json
-from kronika.store.processing import FailedKey, LeaseLost
+from kronika.store.processing import FailedKey, LeaseLost, unencodable_parameter
 from kronika.store.sqlite.errors import translate_statement
 from kronika.store.sqlite.processing_connection import ProcessingConnection
 from kronika.store.sqlite.processing_rows import failure_params, now_micros
@@ -165,6 +165,8 @@ def _statement(conn: sqlite3.Connection, sql: str, params: Params, path: Path) -
         cursor = conn.execute(sql, params)
     except sqlite3.Error as exc:
         raise _handler_error(exc, path) from exc
+    except UnicodeEncodeError as exc:
+        raise unencodable_parameter(exc) from exc
     if not conn.in_transaction:
         raise ConfigurationError(_ENDED)
     return cursor
@@ -205,6 +207,8 @@ def _many(conn: sqlite3.Connection, sql: str, rows: list[Params], path: Path) ->
             _statement(conn, sql, params, path)
     except sqlite3.Error as exc:
         raise _handler_error(exc, path) from exc
+    except UnicodeEncodeError as exc:
+        raise unencodable_parameter(exc) from exc
     if not conn.in_transaction:
         raise ConfigurationError(_ENDED)
 
