@@ -84,6 +84,35 @@ async def test_filters_apply_per_subscriber(store: kronika.EventStore) -> None:
     await hub.close()
 
 
+@pytest.mark.parametrize("kind", ["global", "stream"])
+async def test_live_events_that_overflow_the_last_catch_up_page_are_read_from_the_store(
+    store: kronika.EventStore, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # The client is still taking the last (short) page of its catch-up when more live
+    # events arrive than its buffer holds: it must read them from the store, not be dropped.
+    monkeypatch.setattr("kronika.server.sse.PAGE", 7)
+    await append(store, "s-1", 10)
+    hub = Hub(buffer_size=2)
+    frames = (
+        global_frames(store, hub, 1, types=None, categories=None, tags=None)
+        if kind == "global"
+        else stream_frames(store, hub, "s-1", 0)
+    )
+    first = 1 if kind == "global" else 0  # positions from 1, versions from 0
+    got = [await anext(frames) for _ in range(10)]  # pages of 7 and 3 (short): caught up
+    await append(store, "s-1", 5)
+    for _ in range(1000):  # until the hub has read them (and overflowed the buffer)
+        if hub.reads >= 5:
+            break
+        await asyncio.sleep(0.01)
+    got += [await asyncio.wait_for(anext(frames), 10) for _ in range(5)]
+    assert ids(got) == list(range(first, first + 15))
+    await append(store, "s-1", 1)  # and it stays live
+    assert ids([await asyncio.wait_for(anext(frames), 10)]) == [first + 15]
+    await frames.aclose()
+    await hub.close()
+
+
 async def test_catch_up_from_an_old_position_meets_the_live_tail(
     store: kronika.EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

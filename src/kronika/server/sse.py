@@ -88,11 +88,11 @@ async def global_frames(
                 yield frame(event.position, event_json(event))
             if page:
                 next_position = page[-1].position + 1
-            if len(page) < PAGE:
-                break
             if subscriber.overflowed:  # live events piled up meanwhile: the store has them
                 hub.detach(subscriber)
                 subscriber = await hub.attach(store, filters.matches)
+            elif len(page) < PAGE:  # caught up, and the hub holds every event since
+                break
         while (live := await subscriber.get()) is not None:
             if live.event.position >= next_position:
                 yield _live_frame(live.event.position, live.data)
@@ -127,11 +127,11 @@ async def stream_frames(store: EventStore, hub: Hub, stream: str, from_version: 
             for event in page:
                 yield frame(event.version, event_json(event))
                 next_version = event.version + 1
-            if len(page) < PAGE:
-                break
-            if subscriber.overflowed:
+            if subscriber.overflowed:  # live events piled up meanwhile: the store has them
                 hub.detach(subscriber)
                 subscriber = await hub.attach(store, lambda event: event.stream == stream)
+            elif len(page) < PAGE:  # caught up, and the hub holds every event since
+                break
         while (live := await subscriber.get()) is not None:
             if live.event.version >= next_version:
                 yield _live_frame(live.event.version, live.data)
