@@ -30,7 +30,10 @@ from kronika.domain.events import (
     StreamAppend,
     StreamInfo,
 )
+from kronika.errors import ConfigurationError
 from kronika.store import open_store as open_async_store
+from kronika.store.base import StoreBase
+from kronika.store.inline import InlineRecord
 from kronika.store.protocol import EventStore
 
 __all__ = ["CommandBus", "Repository", "SyncEventStore", "open_store"]
@@ -213,6 +216,28 @@ class SyncEventStore:
                 stream, max_age=max_age, max_count=max_count, metadata=metadata
             )
         )
+
+    # -- inline projections (a store on a database; see docs/runtime.md) -------------------
+
+    def rebuild_inline(self, name: str) -> InlineRecord:
+        """Rebuild a registered inline projection's read model from the whole log (appends
+        wait meanwhile); see :meth:`kronika.store.base.StoreBase.rebuild_inline`."""
+        return self._run(self._database_store().rebuild_inline(name))
+
+    def inline_status(self) -> list[InlineRecord]:
+        """Every inline projection recorded in the store's database, by name."""
+        return self._run(self._database_store().inline_status())
+
+    def drop_inline(self, name: str) -> None:
+        """Forget a removed inline projection's record (its tables and documents stay)."""
+        self._run(self._database_store().drop_inline(name))
+
+    def _database_store(self) -> StoreBase:
+        if not isinstance(self.async_store, StoreBase):
+            raise ConfigurationError(
+                f"inline projections live in the database: this {self.engine} store has none"
+            )
+        return self.async_store
 
 
 class Repository:

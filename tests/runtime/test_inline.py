@@ -270,6 +270,28 @@ async def test_a_projection_registered_on_a_non_empty_log_needs_a_rebuild(
         assert [r.needs_rebuild for r in await again.inline_status()] == [False]
 
 
+def test_the_blocking_store_reports_rebuilds_and_drops_inline_projections(url: str) -> None:
+    with kronika.sync.open_store(url) as plain:  # no projection: nothing applied
+        for i in range(3):
+            plain.append(f"order-{i}", [placed(i + 1)])
+    with kronika.sync.open_store(url, inline=[projection_for(url)]) as store:
+        [record] = store.inline_status()
+        assert (record.name, record.needs_rebuild) == ("order-totals", True)
+        assert table(url) == {}
+        rebuilt = store.rebuild_inline("order-totals")
+        assert rebuilt.state == "complete" and not rebuilt.needs_rebuild
+        assert table(url) == implied(store.read_all())
+        with pytest.raises(ConfigurationError):
+            store.drop_inline("order-totals")  # still registered here
+        with pytest.raises(NotFound, match="'nope' is not registered"):
+            store.rebuild_inline("nope")
+    with kronika.sync.open_store(url) as store:  # removed from the code: forget it
+        store.drop_inline("order-totals")
+        assert store.inline_status() == []
+        with pytest.raises(NotFound):
+            store.drop_inline("order-totals")
+
+
 async def test_a_projection_that_gains_event_types_needs_a_rebuild(url: str) -> None:
     class WithShipments(type(projection_for(url))):  # type: ignore[misc]
         @on("Shipped")
