@@ -46,6 +46,17 @@ def test_the_sync_facade_mirrors_the_async_store() -> None:
         assert next(subscription).type == "A"
 
 
+def test_the_sync_facade_refuses_inline_operations_where_there_are_none() -> None:
+    # A store on a `kronika serve` (not connected: the refusal needs no server).
+    with kronika.sync.open_store("http://127.0.0.1:9") as store:
+        with pytest.raises(ConfigurationError, match="http backend has no inline projections"):
+            store.inline_status()
+        with pytest.raises(ConfigurationError, match="http backend has no inline projections"):
+            store.drop_inline("x")
+        with pytest.raises(ConfigurationError, match="'x' is not registered on this store"):
+            store.rebuild_inline("x")
+
+
 def test_unnamed_memory_stores_are_private_and_named_ones_shared() -> None:
     first, second = kronika.open_store("memory://"), kronika.open_store("memory://")
     assert first._log is not second._log  # type: ignore[attr-defined]
