@@ -68,6 +68,7 @@ OPTIONS: dict[str, Callable[[Any], Any]] = {
     "pool_max_idle": _positive(float),
     "statement_timeout": _positive(float),
     "poll_interval": _positive(float),
+    "append_transactions": _positive(int),
 }
 
 
@@ -95,6 +96,9 @@ class PostgresSettings:
     """Cancel statements running longer than this many seconds (server default if None)."""
     poll_interval: float = 1.0
     """Fallback poll of live subscriptions when no notification arrives, in seconds."""
+    append_transactions: int = 2
+    """Most append transactions the store runs at once; appends arriving meanwhile wait and
+    are committed together (group commit, see kronika.store.postgres.group_commit)."""
 
     def __post_init__(self) -> None:
         names.check_namespace(self.namespace)

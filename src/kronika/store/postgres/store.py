@@ -75,6 +75,7 @@ from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.postgres import appends as ap
 from kronika.store.postgres.archive import PostgresArchive
 from kronika.store.postgres.database import Connection, Database, RawJson
+from kronika.store.postgres.group_commit import GroupCommit
 from kronika.store.postgres.inline import PostgresInline
 from kronika.store.postgres.integrity import PostgresChains
 from kronika.store.postgres.keys import PostgresKeys
@@ -124,6 +125,12 @@ class PostgresEventStore(StoreBase):
         Seconds after which PostgreSQL cancels a statement (raised as ``Unavailable``).
     ``poll_interval`` (1 s)
         Fallback poll of live subscriptions when no notification arrives.
+    ``append_transactions`` (2)
+        Most append transactions this store object runs at once. Appends that arrive while
+        that many run wait, then are committed together in one transaction (group commit),
+        each still checked, written, reported and failed on its own. A lone writer never
+        waits. Concurrent writers share round trips and commits: with 8 tasks appending,
+        about twice the appends per second of one transaction each.
     """
 
     engine = "postgresql"
@@ -148,6 +155,9 @@ class PostgresEventStore(StoreBase):
         )
         self._retention = PostgresRetention(self._db, self._queries, self.namespace)
         self._inline_db = PostgresInline(self._db, self._queries, settings.schema, self.namespace)
+        self._group_commit = GroupCommit(
+            self._append_alone, self._append_group, settings.append_transactions
+        )
         self._stuck: tuple[int, float] | None = None
         self._written = 0
         """The highest position this store object has written."""
@@ -240,6 +250,7 @@ class PostgresEventStore(StoreBase):
         await conn.execute(self._queries.append, ap.noop_params(self.namespace), prepare=True)
 
     async def _close(self) -> None:
+        await self._group_commit.drain()
         await self._listener.close()
         await self._announcer.close()
         await self._db.close()
@@ -249,10 +260,35 @@ class PostgresEventStore(StoreBase):
     async def _append(
         self, appends: list[PreparedAppend], condition: AppendCondition | None
     ) -> MultiAppendResult:
-        params = ap.append_params(self.namespace, appends, condition, self._scope)
         inline = self._inline
         if inline is not None and not inline.wants_any(e.type for a in appends for e in a.events):
             inline = None  # no handler wants these events: the one-statement path
+        if len(appends) == 1 and appends[0].events and condition is None and inline is None:
+            return await self._group_commit.append(appends[0])
+        return await self._append_now(appends, condition, inline)
+
+    async def _append_alone(self, append: PreparedAppend) -> MultiAppendResult:
+        return await self._append_now([append], None, None)
+
+    async def _append_group(self, appends: list[PreparedAppend]) -> list[MultiAppendResult] | None:
+        """Several single-stream appends in one transaction, as the parts of one call: their
+        results in order, or None when it wrote nothing and each must run alone (an error
+        other than ``Unavailable`` means the same)."""
+        params = ap.append_params(self.namespace, appends, None, self._scope)
+        row = await self._call_append(appends, params)
+        if row is None or row[2]:  # event ids stored before, or concurrently
+            return None
+        result = self._wrote(ap.read_result(appends, row))
+        parts = {a.stream: result.streams[a.stream] for a in appends}
+        return [MultiAppendResult(streams={s: p}, position=p.position) for s, p in parts.items()]
+
+    async def _append_now(
+        self,
+        appends: list[PreparedAppend],
+        condition: AppendCondition | None,
+        inline: InlineHandlers | None,
+    ) -> MultiAppendResult:
+        params = ap.append_params(self.namespace, appends, condition, self._scope)
         row = await self._call_append(appends, params, inline)
         if row is None:  # an id was stored concurrently: let the idempotency path answer
             row = await self._call_append(appends, {**params, "lookup": True}, inline)
@@ -260,7 +296,10 @@ class PostgresEventStore(StoreBase):
             raise ConflictError("concurrent appends used the same event ids; retry")
         if row[2]:  # some of the event ids are stored already
             return await self._retried(appends, row[2])
-        result = ap.read_result(appends, row)
+        return self._wrote(ap.read_result(appends, row))
+
+    def _wrote(self, result: MultiAppendResult) -> MultiAppendResult:
+        """Note an append's result: wake this process's subscribers, announce it to others."""
         if result.position:
             self._written = max(self._written, result.position)
             self._notifier.notify()
