@@ -73,6 +73,7 @@ from kronika.store.inline import (
 from kronika.store.listing import StreamSelection
 from kronika.store.migrations import Migration, SchemaStatus
 from kronika.store.postgres import appends as ap
+from kronika.store.postgres.append_call import AppendCall
 from kronika.store.postgres.archive import PostgresArchive
 from kronika.store.postgres.database import Connection, Database, RawJson
 from kronika.store.postgres.group_commit import GroupCommit
@@ -141,6 +142,7 @@ class PostgresEventStore(StoreBase):
         self._settings = settings
         self.poll_interval: float | None = settings.poll_interval
         self._queries = queries_for(settings.schema, channel_name(settings.schema, self.namespace))
+        self._append_call = AppendCall(self._queries.append)
         self._db = Database(settings, self._queries, self._warm_up)
         self._scope = f"{settings.schema}\x00{self.namespace}"
         self._announcer = Announcer(
@@ -247,7 +249,8 @@ class PostgresEventStore(StoreBase):
 
     async def _warm_up(self, conn: Connection) -> None:
         """Prepare a new pooled connection for appends (compiled function, prepared query)."""
-        await conn.execute(self._queries.append, ap.noop_params(self.namespace), prepare=True)
+        await self._append_call.prepare(conn)
+        await self._append_call(conn, ap.noop_params(self.namespace))
 
     async def _close(self) -> None:
         await self._group_commit.drain()
@@ -316,8 +319,7 @@ class PostgresEventStore(StoreBase):
             try:
                 if inline is not None:  # in a transaction with the inline projections
                     return await self._inline_db.append(conn, appends, params, inline)
-                cur = await conn.execute(self._queries.append, params, prepare=True)
-                return await cur.fetchone()
+                return await self._append_call(conn, params)
             except _RETRYABLE:
                 if params["lookup"]:
                     raise
