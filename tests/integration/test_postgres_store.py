@@ -821,6 +821,18 @@ async def _async_true(value: bool) -> bool:
     return value
 
 
+async def test_an_append_prepares_its_statement_again_after_deallocate_all(
+    store: PostgresEventStore,
+) -> None:
+    # psycopg runs DEALLOCATE ALL on a connection after a ROLLBACK or DROP there; appends
+    # send a statement prepared under their own name, and must prepare it again.
+    await store.append("s-1", [ev()])
+    async with store._db.connection() as conn:  # the one this store reuses while idle
+        await conn.execute("DEALLOCATE ALL")
+    assert (await store.append("s-1", [ev()])).next_expected_version == 1
+    assert [e.version for e in await store.read_stream("s-1")] == [0, 1]
+
+
 async def test_stream_names_with_array_syntax_round_trip(store: PostgresEventStore) -> None:
     names = ['a "quoted", {braced} \\ name', "NULL", "ünïcødé-ストリーム", "comma,separated"]
     parts = [StreamAppend(name, [ev(tags=['tag "x"', "{y}"])]) for name in names]

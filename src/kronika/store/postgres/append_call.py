@@ -93,15 +93,24 @@ class AppendCall:
         """Run the prepared statement with ``params`` (as :func:`.appends.append_params`
         builds them) and return its row."""
         values = [_wire(params[name]) for name in self._names]
-        conn.pgconn.send_query_prepared(
-            STATEMENT, values, self._formats, result_format=Format.BINARY
-        )
-        result = await _result(conn)
+        try:
+            result = await self._run(conn, values)
+        except psycopg.errors.InvalidSqlStatementName:
+            # psycopg deallocates every prepared statement of a connection after a ROLLBACK
+            # or DROP on it (its own cache may be stale then); the statement did not run.
+            await self.prepare(conn)
+            result = await self._run(conn, values)
         return (
             _int8_array(result.get_value(0, 0)),
             _int8_array(result.get_value(0, 1)),
             _uuid_array(result.get_value(0, 2)),
         )
+
+    async def _run(self, conn: Connection, values: list[bytes | None]) -> Any:
+        conn.pgconn.send_query_prepared(
+            STATEMENT, values, self._formats, result_format=Format.BINARY
+        )
+        return await _result(conn)
 
 
 async def _result(conn: Connection) -> Any:
