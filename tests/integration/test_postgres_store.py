@@ -715,6 +715,39 @@ async def test_reading_own_writes_waits_for_the_horizon(
         assert len(await store.read_all()) == 1
 
 
+async def test_a_subscriber_sees_events_the_horizon_releases_without_a_notification(
+    postgres_url: str, postgres_server: str
+) -> None:
+    """Events committed above the horizon become visible when some other transaction ends,
+    which no notification announces: a quiet subscriber checks for them (poll_interval is
+    30 s here, so only that check delivers in time)."""
+    async with open_store(with_options(postgres_url, poll_interval=30)) as store:
+        received: list[RecordedEvent] = []
+
+        async def consume() -> None:
+            async for event in store.subscribe(from_position=0):
+                received.append(event)  # noqa: PERF401 - seen as they arrive; it never ends
+
+        async def arrived() -> list[RecordedEvent]:
+            return received
+
+        task = asyncio.create_task(consume())
+        try:
+            async with connect(postgres_server) as idle:
+                await idle.execute("BEGIN")
+                await idle.execute("SELECT pg_current_xact_id()")  # holds the horizon back
+                await store.append("s-1", [ev()])  # notified, read, but not visible yet
+                await asyncio.sleep(0.3)
+                assert received == []
+                await idle.execute("ROLLBACK")  # releases it; nothing notifies
+            await eventually(arrived, timeout=10)
+            assert [e.stream for e in received] == ["s-1"]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def test_namespaces_are_isolated(postgres_url: str) -> None:
     shared_id = uuid.uuid4()
     async with (

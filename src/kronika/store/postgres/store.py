@@ -576,12 +576,26 @@ class PostgresEventStore(StoreBase):
         if self._notifier.token() != token:
             return  # new events were announced while the batch was read: read again
         self._listener.start()
+        # While events keep coming, a notification arrives first and the subscriber reads
+        # again at once. Only after a quiet spell does it ask whether committed events wait
+        # above the horizon, which no notification will announce when they become visible.
+        ceiling = self.poll_interval or 1.0
+        quiet = min(_RECHECK_MIN, ceiling)
+        if await self._notified(token, quiet):
+            return
         delay = await self._recheck_delay()
+        wait = ceiling - quiet if delay is None else delay - quiet
+        if wait > 0:
+            await self._notified(token, wait)
+
+    async def _notified(self, token: int, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for a notification newer than ``token``."""
         # Not Notifier.wait's own timeout: asyncio.wait_for (Python 3.11) loses a cancellation
         # that arrives just as a notification does, and the subscription then never ends.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay if delay is not None else self.poll_interval):
+            async with asyncio.timeout(timeout):
                 await self._notifier.wait(token, None)
+        return self._notifier.token() != token
 
     async def _recheck_delay(self) -> float | None:
         """How soon to read again when committed events wait above the horizon (else None).
