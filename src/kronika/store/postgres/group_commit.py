@@ -7,8 +7,12 @@ tasks of one process append at once, most of that work can be shared: at most
 meanwhile wait, then go together, as the parts of one ``kronika_append`` call (the function
 behind multi-stream appends), as soon as one of them ends.
 
-An append that finds a free slot runs at once, on its own, in the caller's task: a lone
-writer waits for nothing. Grouping never changes what an append does or reports:
+An append that finds no append running starts at once, on its own, in the caller's task: a
+lone writer waits for nothing. Otherwise it waits. A group starts when a slot is free, once
+the tasks that are ready to run (those the previous group woke) have queued their next
+appends, and takes its share of the running and waiting appends spread over the slots, so
+that groups that end together keep the slots evenly loaded. Grouping never changes what
+an append does or reports:
 
 - a group holds only independent single-stream appends without a condition, each stream at
   most once (a second append to a stream waits for the next group);
@@ -68,6 +72,7 @@ class GroupCommit:
         self._scheduled = False
         self._waiting: deque[_Waiting] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
 
     async def append(self, append: PreparedAppend) -> MultiAppendResult:
         """Append now if no append transaction runs, else with the next group."""
@@ -84,15 +89,18 @@ class GroupCommit:
         return await waiting.future
 
     async def drain(self) -> None:
-        """Wait until every waiting and running group has ended (before closing the pool)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait until no append runs or waits (before closing the pool)."""
+        while self._running or self._waiting:
+            self._idle.clear()
+            await self._idle.wait()
 
     def _ended(self, appends: int) -> None:
         self._running -= 1
         self._in_flight -= appends
         if self._waiting:
             self._schedule()
+        elif not self._running:
+            self._idle.set()
 
     def _schedule(self) -> None:
         """Start a group soon, once the tasks that are ready to run have queued their appends:
@@ -109,13 +117,15 @@ class GroupCommit:
             # slots: groups that end together keep the slots evenly loaded.
             share = -(-(self._in_flight + len(self._waiting)) // self._limit)
             group = self._take(share)
-            if not group:
-                return
+            if not group:  # every waiting caller was cancelled
+                break
             self._running += 1
             self._in_flight += len(group)
             task = asyncio.get_running_loop().create_task(self._commit(group))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if not self._running:
+            self._idle.set()
 
     def _take(self, share: int) -> list[_Waiting]:
         """The next group, in arrival order: appends whose callers still wait, each stream
