@@ -1,8 +1,9 @@
 """Connections to PostgreSQL: the pool, the adapters every connection shares, and one-off
 connections for migrations and notifications.
 
-Every connection is in autocommit mode: an append is one function call, so it is its own
-transaction. Multi-statement work (deletes, truncations) opens an explicit transaction.
+Every connection is in autocommit mode: an append (or a group of them, see
+:mod:`.group_commit`) is one function call, so it is its own transaction. Multi-statement
+work (deletes, truncations) opens an explicit transaction.
 """
 
 from __future__ import annotations

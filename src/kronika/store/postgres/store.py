@@ -20,13 +20,17 @@ passed. Hence:
 - an append holds at most 65,535 events (the low 16 bits).
 
 Appends are one round trip: a call of the ``kronika_append`` function (see ``schema.sql``)
-on a pooled autocommit connection, parameters sent as binary arrays (:mod:`.arrays`).
+on a pooled autocommit connection, a statement each connection prepares once, parameters
+sent as binary arrays (:mod:`.arrays`, :mod:`.append_call`). Concurrent single-stream
+appends of one store object share transactions (group commit, :mod:`.group_commit`).
 Locking is described in :mod:`.appends`. Reads of the global log by this store object see
 its own appends (they wait for the horizon to pass them, usually milliseconds).
 
 Subscribers are woken directly in this process and by LISTEN/NOTIFY across processes
-(:mod:`.notifier`), with a fallback poll every ``poll_interval`` seconds; when committed
-events wait above the horizon, a subscription re-checks sooner (from 20 ms, backing off).
+(:mod:`.notifier`), with a fallback poll every ``poll_interval`` seconds. After 20 ms
+without a notification, a caught-up subscription asks whether committed events wait above
+the horizon (which no notification announces when they become visible) and, if so, reads
+again soon (from 20 ms, backing off).
 
 Snapshots (:mod:`.snapshots`) and the processing runtime's state (:mod:`.processing`, the
 ``processing`` property) live in operational tables of the same schema. Processing
