@@ -133,23 +133,21 @@ class GroupCommit:
         group: list[_Waiting] = []
         streams: set[str] = set()
         events = 0
+        most = min(share, GROUP_APPENDS)
         kept: deque[_Waiting] = deque()
-        while self._waiting:
+        while self._waiting and len(group) < most:
             waiting = self._waiting.popleft()
             if waiting.future.done():  # its caller was cancelled
                 continue
             size = len(waiting.append.events)
-            fits = (
-                waiting.append.stream not in streams
-                and len(group) < min(share, GROUP_APPENDS)
-                and events + size <= GROUP_EVENTS
-            )
+            fits = waiting.append.stream not in streams and events + size <= GROUP_EVENTS
             if group and not fits:
                 kept.append(waiting)
                 continue
             group.append(waiting)
             streams.add(waiting.append.stream)
             events += size
+        kept.extend(self._waiting)  # a full group leaves the rest where they were
         self._waiting = kept
         return group
 
